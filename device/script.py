@@ -1,0 +1,412 @@
+"""Session scripts: the YAML a therapist writes, validated into frozen objects.
+
+Every error names the file, the step (id and position), the field and, where the YAML gives
+it, the line, because the person fixing it is a therapist in a text editor, not a programmer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from device.actions import ACTIONS
+
+STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+BELLS = ("soft_bell", "bell", "warn_bell", "end_bell", "chime")
+MAX_TEXT = 4000
+
+
+class ScriptError(ValueError):
+    """A script that cannot be used; `problems` lists each one with its place."""
+
+    def __init__(self, source: str, problems: Sequence[str]):
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"{source}: " + "\n  ".join(self.problems))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Pause(_Frozen):
+    """A silence inside an exercise, so people have time to breathe or think."""
+
+    pause: float = Field(gt=0, le=120)
+
+
+class Recording(_Frozen):
+    """An uploaded recording used instead of TTS (for languages without a voice)."""
+
+    audio: str = Field(min_length=1, max_length=200)
+
+    @field_validator("audio")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("must be a file name inside the script's recordings folder")
+        return value
+
+
+def _check_text(value: str) -> str:
+    value = " ".join(value.split())
+    if not value:
+        raise ValueError("is empty")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"is {len(value)} characters; keep one prompt under {MAX_TEXT}")
+    return value
+
+
+Part = Annotated[str, Field(min_length=1)] | Pause | Recording
+
+
+def _normalise_parts(value: Any) -> Any:
+    """`say` may be text, a recording ({audio: file}), or a list of text, pauses and recordings."""
+    if isinstance(value, str | dict):
+        value = [value]
+    if isinstance(value, list):
+        return [_check_text(p) if isinstance(p, str) else p for p in value]
+    return value
+
+
+Parts = tuple[Part, ...]
+
+
+class _StepBase(_Frozen):
+    id: str
+    core: bool = False
+    title: str | None = Field(default=None, max_length=80)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not STEP_ID.match(value):
+            raise ValueError(
+                "use lower-case letters, digits, - and _ (up to 40), starting with a letter or digit"
+            )
+        return value
+
+
+class SayStep(_StepBase):
+    """Speaks an instruction, then waits for NEXT (or continues)."""
+
+    kind: Literal["say"] = "say"
+    say: Parts
+    then: Literal["wait_for_next", "continue"] = "wait_for_next"
+
+    _parts = field_validator("say", mode="before")(_normalise_parts)
+
+    @field_validator("say")
+    @classmethod
+    def _not_empty(cls, value: Parts) -> Parts:
+        if not any(not isinstance(p, Pause) for p in value):
+            raise ValueError("needs some text or a recording, not only pauses")
+        return value
+
+
+class ExerciseStep(SayStep):
+    """Guided audio with built-in silences; listening never advances it."""
+
+    kind: Literal["exercise"] = "exercise"  # type: ignore[assignment]
+
+
+class Turns(_Frozen):
+    count: int | None = Field(default=None, ge=1, le=60)
+    end_on_silence_s: float = Field(default=3.0, ge=1.0, le=15.0)
+    pass_on_silence_s: float = Field(default=10.0, ge=2.0, le=60.0)
+    warn_s: float = Field(default=105.0, ge=10.0, le=1800.0)
+    max_s: float = Field(default=180.0, ge=15.0, le=3600.0)
+    end_round_on_silence_s: float = Field(default=30.0, ge=5.0, le=600.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Turns:
+        if self.warn_s >= self.max_s:
+            raise ValueError(f"warn_s ({self.warn_s:g}) must be less than max_s ({self.max_s:g})")
+        if self.end_on_silence_s >= self.pass_on_silence_s:
+            raise ValueError(
+                f"end_on_silence_s ({self.end_on_silence_s:g}) must be less than "
+                f"pass_on_silence_s ({self.pass_on_silence_s:g})"
+            )
+        return self
+
+
+class SpokenBetween(_Frozen):
+    say: Parts
+
+    _parts = field_validator("say", mode="before")(_normalise_parts)
+
+
+class RoundStep(_StepBase):
+    """Turn-taking: each person speaks in turn; the box keeps time and never cuts anyone off."""
+
+    kind: Literal["round"]
+    prompt: Parts
+    between_turns: Literal["soft_bell", "bell", "chime", "none"] | SpokenBetween = "soft_bell"
+    turns: Turns = Turns()
+    reminder: Parts | None = None
+    wrap_up: Parts | None = None
+    then: Literal["wait_for_next", "continue"] = "wait_for_next"
+
+    _parts = field_validator("prompt", "reminder", "wrap_up", mode="before")(_normalise_parts)
+
+
+class TimerStep(_StepBase):
+    """A break-out or discussion: a spoken intro, a warning bell, an end bell."""
+
+    kind: Literal["timer"]
+    say: Parts | None = None
+    duration_s: float = Field(ge=10, le=4 * 3600)
+    warn_before_s: float | None = Field(default=None, gt=0)
+    warn_bell: Literal["warn_bell", "soft_bell", "bell", "chime"] = "warn_bell"
+    end_bell: Literal["end_bell", "bell", "soft_bell", "chime"] = "end_bell"
+    then: Literal["wait_for_next", "continue"] = "wait_for_next"
+
+    _parts = field_validator("say", mode="before")(_normalise_parts)
+
+    @model_validator(mode="after")
+    def _warn_inside(self) -> TimerStep:
+        if self.warn_before_s is not None and self.warn_before_s >= self.duration_s:
+            raise ValueError(
+                f"warn_before_s ({self.warn_before_s:g}) must be shorter than duration_s "
+                f"({self.duration_s:g})"
+            )
+        return self
+
+
+class BellStep(_StepBase):
+    kind: Literal["bell"]
+    bell: Literal["soft_bell", "bell", "warn_bell", "end_bell", "chime"] = "bell"
+    count: int = Field(default=1, ge=1, le=9)
+    then: Literal["wait_for_next", "continue"] = "continue"
+
+
+Step = Annotated[
+    SayStep | ExerciseStep | RoundStep | TimerStep | BellStep, Field(discriminator="kind")
+]
+
+DEFAULT_MESSAGES: dict[str, str] = {
+    "help": "Let us take a pause together. Breathe slowly. You are safe here. "
+    "The facilitator will be with you in a moment.",
+    "reminder": "A gentle reminder: when you are ready, begin to bring your sharing to a close.",
+    "wrap_up": "Thank you for sharing. Let us gently close this turn.",
+    "finished": "The circle has ended. Thank you all for coming.",
+    "explain": "Press any button to hear what it does.",
+    "resumed": "Let us carry on.",
+    **{f"action_{name}": text for name, text in ACTIONS.items()},
+}
+
+
+class Script(_Frozen):
+    script: str
+    title: str | None = Field(default=None, max_length=120)
+    version: int = Field(ge=1)
+    language: str = Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
+    voice: str | None = Field(default=None, min_length=1)
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=100)
+    messages: dict[str, Parts] = Field(default_factory=dict)
+
+    @field_validator("script")
+    @classmethod
+    def _script_id(cls, value: str) -> str:
+        if not STEP_ID.match(value):
+            raise ValueError("use lower-case letters, digits, - and _ (up to 40)")
+        return value
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(DEFAULT_MESSAGES))
+        if unknown:
+            raise ValueError(f"unknown message {', '.join(unknown)} (known: {', '.join(DEFAULT_MESSAGES)})")
+        return {k: _normalise_parts(v) for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Script:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"two steps have the id '{step.id}'; each step needs its own")
+            seen.add(step.id)
+        if not self.language.startswith("en"):
+            missing = [m for m in ("help", "wrap_up", "reminder", "finished") if m not in self.messages]
+            if missing:
+                raise ValueError(
+                    f"messages: the box's own messages are in English by default; a {self.language} "
+                    f"circle needs its own text for: {', '.join(missing)}"
+                )
+        if self.voice is None and self.needs_voice():
+            raise ValueError("voice: needed, because some prompts are text (or use recordings only)")
+        return self
+
+    # -- what the renderer and the engine need -------------------------------------------
+
+    def step_index(self, step_id: str) -> int:
+        for index, step in enumerate(self.steps):
+            if step.id == step_id:
+                return index
+        raise KeyError(step_id)
+
+    def message(self, name: str) -> Parts:
+        if name in self.messages:
+            return self.messages[name]
+        return (DEFAULT_MESSAGES[name],)
+
+    def prompts(self) -> dict[str, Parts]:
+        """Every prompt the box may play for this script, by prompt id."""
+        out: dict[str, Parts] = {}
+        for step in self.steps:
+            for suffix, parts in _step_prompts(step):
+                out[prompt_id(step.id, suffix)] = parts
+        for name in DEFAULT_MESSAGES:
+            out[f"msg:{name}"] = self.message(name)
+        return out
+
+    def needs_voice(self) -> bool:
+        return any(
+            isinstance(p, str) for step in self.steps for _, parts in _step_prompts(step) for p in parts
+        ) or any(isinstance(p, str) for parts in self.messages.values() for p in parts)
+
+
+def prompt_id(step_id: str, suffix: str = "") -> str:
+    return f"step:{step_id}" + (f":{suffix}" if suffix else "")
+
+
+def _step_prompts(step: Any) -> Iterator[tuple[str, Parts]]:
+    if isinstance(step, SayStep):
+        yield "", step.say
+    elif isinstance(step, RoundStep):
+        yield "", step.prompt
+        if isinstance(step.between_turns, SpokenBetween):
+            yield "between", step.between_turns.say
+        if step.reminder:
+            yield "reminder", step.reminder
+        if step.wrap_up:
+            yield "wrap_up", step.wrap_up
+    elif isinstance(step, TimerStep) and step.say:
+        yield "", step.say
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedScript:
+    """A validated script and where it came from (recordings are found next to it)."""
+
+    script: Script
+    path: Path | None
+    text: str
+
+    @property
+    def recordings_dir(self) -> Path | None:
+        return None if self.path is None else self.path.parent / "recordings"
+
+
+def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
+    """The YAML line of the node at `loc` (pydantic's error location), or of its nearest parent."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            node = node.value[key] if key < len(node.value) else None
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+_STEP_KINDS = ("say", "exercise", "round", "timer", "bell")
+
+
+def _describe_error(err: dict[str, Any], raw: Any, root: yaml.Node | None) -> str:
+    loc = list(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    yaml_loc = [p for p in loc if p not in _STEP_KINDS and not str(p).startswith(("function-", "str", "Pause", "Recording", "SpokenBetween", "literal"))]
+    line = _line_of(root, yaml_loc)
+    where = ""
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        index = loc[1]
+        step_id = None
+        steps = raw.get("steps") if isinstance(raw, dict) else None
+        if isinstance(steps, list) and index < len(steps) and isinstance(steps[index], dict):
+            step_id = steps[index].get("id")
+        field = ".".join(str(p) for p in yaml_loc[2:]) or "(the step)"
+        name = f"'{step_id}'" if step_id else "(no id)"
+        where = f"step {index + 1} {name}, field {field}"
+    else:
+        where = "field " + (".".join(str(p) for p in yaml_loc) or "(top level)")
+    if err["type"] == "missing":
+        msg = "is missing"
+    elif err["type"] == "extra_forbidden":
+        msg = "is not a known field (check the spelling)"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"kind must be one of {', '.join(_STEP_KINDS)}"
+    return f"{where}{f' (line {line})' if line else ''}: {msg}"
+
+
+def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScript:
+    """Parse and validate script text; raises ScriptError naming source, step, field and line."""
+    try:
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise ScriptError(source, [f"not valid YAML{at}: {getattr(exc, 'problem', exc)}"]) from exc
+    if not isinstance(raw, dict):
+        raise ScriptError(source, ["must be a mapping with script, version, language and steps"])
+    steps = raw.get("steps")
+    if isinstance(steps, list):  # a step without a kind is a `say` step
+        raw = {**raw, "steps": [({"kind": "say", **s} if isinstance(s, dict) and "kind" not in s else s) for s in steps]}
+    try:
+        script = Script.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            text_ = _describe_error(err, raw, root)
+            if text_ not in problems:
+                problems.append(text_)
+        raise ScriptError(source, problems) from exc
+    return LoadedScript(script=script, path=path, text=text)
+
+
+def load_script(path: Path) -> LoadedScript:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScriptError(str(path), ["is not UTF-8 text"]) from exc
+    except OSError as exc:
+        raise ScriptError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+    return parse_script(text, str(path), path)
+
+
+def packaged_scripts_dir() -> Path:
+    return Path(str(resources.files("device").joinpath("scripts")))
+
+
+def find_script(name: str, data_dir: Path | None) -> Path:
+    """A script by file path, or by id in <data_dir>/scripts, then among the packaged ones."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return candidate
+    dirs = ([data_dir / "scripts"] if data_dir else []) + [packaged_scripts_dir()]
+    for directory in dirs:
+        for suffix in (".yaml", ".yml"):
+            path = directory / f"{name}{suffix}"
+            if path.exists():
+                return path
+    raise ScriptError(name, [f"no such script (looked in {', '.join(str(d) for d in dirs)})"])

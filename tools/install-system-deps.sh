@@ -1,0 +1,16 @@
+#!/bin/sh
+# Debian packages the test suite drives for real: espeak-ng (other speakers for the listening
+# tests), sox, alsa-utils (arecord/aplay), chromium (admin page browser tests) and systemd
+# (systemd-analyze verify for the unit files). Installs only what is missing.
+set -eu
+need=""
+command -v espeak-ng >/dev/null 2>&1 || need="$need espeak-ng"
+command -v sox >/dev/null 2>&1 || need="$need sox"
+command -v arecord >/dev/null 2>&1 || need="$need alsa-utils"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+[ -z "$need" ] && exit 0
+echo "installing Debian packages:$need"
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
