@@ -21,6 +21,7 @@ ACTIONS: dict[str, str] = {
     "volume_down": "Softer.",
     "start": "Start. Begins the circle from the first step.",
     "stop": "Stop. Ends the circle now.",
+    "setup_code": "Holding two buttons together says the code for the admin page's first set-up.",
 }
 GOTO_PREFIX = "goto:"
 

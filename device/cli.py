@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from device.errors import UserFacingError
+
 # One line per subcommand module; order is the order in `circlebox --help`.
 COMMAND_MODULES = (
     "device.commands.run",
@@ -17,6 +19,10 @@ COMMAND_MODULES = (
     "device.commands.simulate",
     "device.commands.render",
     "device.commands.validate",
+    "device.commands.firstboot",
+    "device.commands.bundle",
+    "device.commands.usb_import",
+    "device.commands.admin",  # `admin` and `setup-code`
 )
 
 
@@ -44,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"circlebox: {exc}", file=sys.stderr)
         return 2
 
-
-class UserFacingError(Exception):
-    """An error whose message is the whole story for the person at the console."""
+__all__ = ["UserFacingError", "build_parser", "main"]
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def _validate(data: Mapping[str, Any], source: str) -> Config:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"{where}: {err['msg']}")
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
 
 

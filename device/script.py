@@ -197,7 +197,9 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "reminder": "A gentle reminder: when you are ready, begin to bring your sharing to a close.",
     "wrap_up": "Thank you for sharing. Let us gently close this turn.",
     "finished": "The circle has ended. Thank you all for coming.",
-    "explain": "Press any button to hear what it does.",
+    "explain": "Press any button to hear what it does. When you are done, "
+    "press and hold the help button again.",
+    "ready": "The box is ready. When the group is ready, press next to begin the circle.",
     "resumed": "Let us carry on.",
     **{f"action_{name}": text for name, text in ACTIONS.items()},
 }
@@ -270,6 +272,20 @@ class Script(_Frozen):
             out[f"msg:{name}"] = self.message(name)
         return out
 
+    def fingerprint(self) -> str:
+        """A hash of everything the box will say (voice, text, pauses, recordings by name).
+
+        Matches a rendered set to this script even when only a built-in message changed.
+        """
+        import hashlib
+        import json
+
+        def plain(part: Any) -> Any:
+            return part if isinstance(part, str) else part.model_dump()
+
+        body = {"voice": self.voice, "prompts": {k: [plain(p) for p in v] for k, v in self.prompts().items()}}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
     def needs_voice(self) -> bool:
         return any(
             isinstance(p, str) for step in self.steps for _, parts in _step_prompts(step) for p in parts
@@ -335,7 +351,11 @@ _STEP_KINDS = ("say", "exercise", "round", "timer", "bell")
 def _describe_error(err: dict[str, Any], raw: Any, root: yaml.Node | None) -> str:
     loc = list(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    yaml_loc = [p for p in loc if p not in _STEP_KINDS and not str(p).startswith(("function-", "str", "Pause", "Recording", "SpokenBetween", "literal"))]
+    if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in _STEP_KINDS:
+        del loc[2]  # pydantic's discriminator tag, not a field the therapist wrote
+    union_tags = ("str", "Pause", "Recording", "SpokenBetween", "constrained-str")
+    yaml_loc = [p for p in loc if not (isinstance(p, str) and (
+        p in union_tags or p.startswith(("function-", "literal[", "tuple["))))]
     line = _line_of(root, yaml_loc)
     where = ""
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
@@ -358,6 +378,33 @@ def _describe_error(err: dict[str, Any], raw: Any, root: yaml.Node | None) -> st
     return f"{where}{f' (line {line})' if line else ''}: {msg}"
 
 
+_PARTS_FIELDS = ("say", "prompt", "reminder", "wrap_up")
+_PARTS_HELP = "must be text, {pause: seconds} (more than 0, at most 120) or {audio: file name}"
+
+
+def _union_key(err: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Errors from one value that matched none of a union's forms share this key."""
+    loc = tuple(err["loc"])
+    for i, part in enumerate(loc):
+        if part in _PARTS_FIELDS and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+            return loc[: i + 2]
+        if part == "between_turns":
+            return loc[: i + 1]
+    return None
+
+
+def _union_message(err: dict[str, Any], errors: list[dict[str, Any]], key: tuple[Any, ...]) -> str:
+    if key[-1] == "between_turns":
+        return "must be soft_bell, bell, chime, none, or {say: text}"
+    related = [e for e in errors if tuple(e["loc"])[: len(key)] == key]
+    for e in related:
+        if e["loc"][-1] == "pause" and e["type"] in ("greater_than", "less_than_equal"):
+            return "pause must be more than 0 and at most 120 seconds"
+        if e["loc"][-1] == "audio" and e["type"] == "value_error":
+            return "audio " + e["msg"].removeprefix("Value error, ")
+    return _PARTS_HELP
+
+
 def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScript:
     """Parse and validate script text; raises ScriptError naming source, step, field and line."""
     try:
@@ -371,12 +418,24 @@ def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScri
         raise ScriptError(source, ["must be a mapping with script, version, language and steps"])
     steps = raw.get("steps")
     if isinstance(steps, list):  # a step without a kind is a `say` step
-        raw = {**raw, "steps": [({"kind": "say", **s} if isinstance(s, dict) and "kind" not in s else s) for s in steps]}
+        with_kinds = [({"kind": "say", **s} if isinstance(s, dict) and "kind" not in s else s) for s in steps]
+        raw = {**raw, "steps": with_kinds}
     try:
         script = Script.model_validate(raw)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
+        errors = exc.errors()
+        if any(len(e["loc"]) >= 2 and e["loc"][0] == "steps" for e in errors):
+            # "steps has 0 items" only echoes that every step failed: the step errors say why
+            errors = [e for e in errors if not (tuple(e["loc"]) == ("steps",) and e["type"] == "too_short")]
+        seen_unions: set[tuple[Any, ...]] = set()
+        for err in errors:
+            union_key = _union_key(err)
+            if union_key is not None:
+                if union_key in seen_unions:
+                    continue
+                seen_unions.add(union_key)
+                err = {**err, "loc": union_key, "type": "union", "msg": _union_message(err, errors, union_key)}
             text_ = _describe_error(err, raw, root)
             if text_ not in problems:
                 problems.append(text_)

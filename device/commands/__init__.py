@@ -10,7 +10,7 @@ from device.config import Config, ConfigError, load_config
 
 def load_cli_config(args: argparse.Namespace, **overrides: object) -> Config:
     """The config for a command: layers, plus --config and --data from the command line."""
-    from device.cli import UserFacingError
+    from device.errors import UserFacingError
 
     extra: dict[str, object] = {}
     if getattr(args, "data", None):

@@ -1,0 +1,127 @@
+"""`circlebox demo`: the box on a laptop. Keys are the buttons; the real voice; the speaker or a WAV."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import wave
+from pathlib import Path
+
+DEFAULT_DEMO_DATA = Path(".circlebox")
+DEFAULT_WAV = Path("circlebox-demo.wav")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the box on this machine: keyboard buttons, real voice")
+    p.add_argument("--script", help="circle to run (default: the configured one)")
+    p.add_argument("--audio-out", type=Path, help="write what the box plays to this WAV instead of the speaker")
+    p.add_argument("--no-admin", action="store_true", help="do not start the admin page beside the box")
+    p.add_argument("--admin-port", type=int, default=8080)
+    p.set_defaults(handler=run)
+
+
+def _open_speaker(config, audio_out: Path | None):  # -> (speaker, raw file or None)
+    from audio.speaker import NoAudioDevice, PygameSpeaker
+
+    audio = config.audio
+    if audio_out is None:
+        try:
+            return PygameSpeaker(audio.sample_rate, audio.buffer_samples, audio.driver), None
+        except NoAudioDevice as exc:
+            print(f"No sound card here ({exc}).\nWriting what the box plays to {DEFAULT_WAV} instead.",
+                  file=sys.stderr)
+            audio_out = DEFAULT_WAV
+    raw = Path(tempfile.mkstemp(prefix="circlebox-demo-", suffix=".raw")[1])
+    os.environ["SDL_DISKAUDIOFILE"] = str(raw)
+    speaker = PygameSpeaker(audio.sample_rate, audio.buffer_samples, "disk")
+    return speaker, (raw, audio_out)
+
+
+def _raw_to_wav(raw: Path, wav_path: Path, rate: int) -> None:
+    with wave.open(str(wav_path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(raw.read_bytes())
+    raw.unlink()
+
+
+def run(args: argparse.Namespace) -> int:
+    from device.buttons import make_pin_factory
+    from device.commands import load_cli_config
+    from device.content import ContentError, cache_dir, ensure_rendered, resolve_script
+    from device.errors import UserFacingError
+    from device.keyboard import KeyboardButtons, key_help
+    from device.runtime import Runtime
+    from device.script import ScriptError
+
+    if not args.data and not os.environ.get("CIRCLEBOX_PATHS__DATA_DIR"):
+        args.data = str(DEFAULT_DEMO_DATA)
+    overrides = {"session__script": args.script} if args.script else {}
+    config = load_cli_config(args, **overrides)
+    try:
+        loaded = resolve_script(config.session.script, config.data_dir)
+        print(f"Circle: {loaded.script.title or loaded.script.script} (checking rendered prompts...)",
+              file=sys.stderr)
+        ensure_rendered(loaded, cache_dir(config.data_dir), voices_dir=config.paths.voices_dir,
+                        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs)
+    except (ScriptError, ContentError) as exc:
+        raise UserFacingError(str(exc)) from exc
+    except LookupError as exc:
+        raise UserFacingError(str(exc.args[0] if exc.args else exc)) from exc
+
+    speaker, wav_target = _open_speaker(config, args.audio_out)
+    factory = make_pin_factory("mock")
+    runtime = Runtime(config, pin_factory=factory, speaker=speaker)
+    runtime.start()
+    admin = None if args.no_admin else _start_admin(args, config)
+
+    hold_s = config.buttons.hold_s
+
+    def press_pin(name: str, long: bool) -> None:
+        if runtime.buttons is None or name not in runtime.buttons.devices:
+            return
+        pin = runtime.buttons.pin(name)
+        pin.drive_low()
+        threading.Timer(hold_s + 0.2 if long else 0.05, pin.drive_high).start()
+
+    def show_status() -> None:
+        s = runtime.status()
+        print(f"\n[{s['state']}] step {s.get('step')} turn {s.get('turn')} led {s.get('led')} "
+              f"volume {s.get('volume')} faults {len(s.get('faults', []))}", file=sys.stderr)
+
+    holds = {b.name: b.hold for b in config.buttons.map}
+    print(key_help([b.name for b in config.buttons.map], holds), file=sys.stderr)
+    print("Press n to begin.", file=sys.stderr)
+    KeyboardButtons(press_pin, runtime.box.dispatch, runtime.stop, show_status,
+                    lambda: [s.id for s in runtime.circle.loaded.script.steps]).start()
+    try:
+        runtime.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+        if admin is not None:
+            admin.terminate()
+        if wav_target is not None:
+            _raw_to_wav(wav_target[0], wav_target[1], config.audio.sample_rate)
+            print(f"Wrote what the box played to {wav_target[1]}", file=sys.stderr)
+    return 0
+
+
+def _start_admin(args: argparse.Namespace, config):  # -> Popen | None
+    try:
+        import local_admin.app  # noqa: F401
+    except ImportError:
+        return None
+    exe = shutil.which("circlebox") or sys.argv[0]
+    cmd = [exe, "--data", str(config.data_dir), "admin", "--host", "127.0.0.1", "--port", str(args.admin_port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"Admin page: http://127.0.0.1:{args.admin_port}/  (setup code: circlebox --data {config.data_dir} "
+          "setup-code)", file=sys.stderr)
+    return proc

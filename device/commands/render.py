@@ -1,0 +1,113 @@
+"""`circlebox render [SCRIPT] [--all]`: synthesize a script's prompts into the cache, ahead of time.
+
+Only what changed is synthesized again; the manifest the box plays from is replaced only when
+every prompt rendered. Heavy imports (the renderer, Piper) happen inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="render a script's prompts with the offline voice (only what changed)",
+        description="Render every prompt of a script into <data_dir>/cache, reusing cached ones.",
+    )
+    parser.add_argument(
+        "script", nargs="?", help="script file or id (default: the configured session.script)"
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="render every script in <data_dir>/scripts and the packaged ones",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def describe_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _all_scripts(data_dir: Path) -> list[Path]:
+    """User scripts first; a packaged script with the same file name is shadowed."""
+    from device.script import packaged_scripts_dir
+
+    found: dict[str, Path] = {}
+    for directory in (data_dir / "scripts", packaged_scripts_dir()):
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+            found.setdefault(path.stem, path)
+    return list(found.values())
+
+
+class _ProgressLine:
+    """One line rewritten in place on a terminal; one line per prompt otherwise (logs, tests)."""
+
+    def __init__(self) -> None:
+        self.reused = 0
+        self.tty = sys.stdout.isatty()
+
+    def __call__(self, done: int, total: int, prompt_id: str, reused: bool) -> None:
+        from audio.render import format_progress
+
+        self.reused += int(reused)
+        line = format_progress(done, total, prompt_id, self.reused)
+        if self.tty:
+            print("\r" + line.ljust(78)[:78], end="" if done < total else "\n", flush=True)
+        else:
+            print(line, flush=True)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from audio.cache import cache_dir_for
+    from audio.render import RenderError, RenderSettings, render_script
+    from audio.voices import VoiceNotFound
+    from device.commands import load_cli_config
+    from device.errors import UserFacingError
+    from device.script import ScriptError, find_script, load_script
+
+    config = load_cli_config(args)
+    cache_dir = cache_dir_for(config.data_dir)
+    settings = RenderSettings(
+        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs
+    )
+    if args.all and args.script:
+        raise UserFacingError("give a SCRIPT or --all, not both")
+    failures: list[str] = []
+    targets: list[Path | str] = (
+        list(_all_scripts(config.data_dir)) if args.all else [args.script or config.session.script]
+    )
+    for target in targets:
+        try:
+            path = target if isinstance(target, Path) else find_script(target, config.data_dir)
+            loaded = load_script(path)
+            result = render_script(
+                loaded,
+                cache_dir,
+                voices_dir=config.paths.voices_dir,
+                settings=settings,
+                progress=_ProgressLine(),
+            )
+        except (ScriptError, VoiceNotFound, RenderError) as exc:
+            if not args.all:
+                raise UserFacingError(str(exc)) from exc
+            failures.append(str(exc))
+            print(f"circlebox: {exc}", file=sys.stderr)
+            continue
+        count = len(result.rendered) + len(result.reused)
+        print(
+            f"{loaded.script.script}: {count} prompts: {len(result.rendered)} rendered, "
+            f"{len(result.reused)} reused, {describe_duration(result.audio_seconds)} of audio "
+            f"in {describe_duration(result.elapsed_s)}"
+        )
+        print(f"manifest: {result.manifest_path}")
+    if failures:
+        raise UserFacingError(f"{len(failures)} of {len(targets)} scripts could not be rendered")
+    return 0

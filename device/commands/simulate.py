@@ -1,0 +1,75 @@
+"""`circlebox simulate`: run a circle headless, in virtual time, from an events file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="run a circle headless in virtual time (for checking scripts)",
+                       description="Runs the real engine with the real rendered audio in virtual time, "
+                       "as fast as the CPU allows. Renders the script first if needed.")
+    p.add_argument("--script", required=True, help="script file or id")
+    p.add_argument("--events", required=True, type=Path, help='EVENTS.jsonl: {"t": 12.5, "button": "next"} per line')
+    p.add_argument("--log", required=True, type=Path, help="LOG.jsonl to write, one event per line")
+    p.add_argument("--audio-out", type=Path, help="WAV of exactly what the speaker would have played")
+    p.add_argument("--mic", type=Path, help="room audio WAV that the microphone hears (pacing by listening)")
+    p.add_argument("--usage", type=Path, help="usage database to record the session in")
+    p.add_argument("--until", type=float, help="stop after this many seconds of virtual time")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from device.buttons import ButtonMap
+    from device.commands import load_cli_config
+    from device.content import ContentError, cache_dir, ensure_rendered, load_circle, resolve_script
+    from device.errors import UserFacingError
+    from device.script import ScriptError
+    from device.simulate import EventsError, read_events, run_simulation
+    from device.usage import UsageStore
+
+    config = load_cli_config(args)
+    try:
+        loaded = resolve_script(args.script, config.data_dir)
+        events = read_events(args.events, ButtonMap(config.buttons.map))
+        cache = cache_dir(config.data_dir)
+        ensure_rendered(loaded, cache, voices_dir=config.paths.voices_dir,
+                        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs)
+        circle = load_circle(loaded, cache)
+    except (ScriptError, EventsError, ContentError) as exc:
+        raise UserFacingError(str(exc)) from exc
+    except LookupError as exc:  # a voice that is not installed
+        raise UserFacingError(str(exc.args[0] if exc.args else exc)) from exc
+    mic = listener = None
+    if args.mic:
+        mic, listener = _open_listening(args.mic, config)
+    usage = UsageStore(args.usage) if args.usage else None
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    with args.log.open("w", encoding="utf-8") as handle:
+        result = run_simulation(config, circle, events, log_handle=handle, audio_out=args.audio_out,
+                                usage=usage, mic=mic, listener=listener, until=args.until)
+    if mic is not None:
+        mic.close()
+    print(f"simulated {result.duration_s:.1f} s; final state {result.state}; "
+          f"{result.events_used} of {len(events)} events used", file=sys.stderr)
+    return 0
+
+
+def _open_listening(path: Path, config):  # -> (MicSource, Listener)
+    from device.errors import UserFacingError
+
+    try:
+        from device.listening import build_listener, listening_settings, open_wav_mic
+    except ImportError as exc:
+        raise UserFacingError(f"listening is not available in this build: {exc}") from exc
+    try:
+        settings = listening_settings(config.listening)
+        mic = open_wav_mic(path)
+    except (ValueError, OSError) as exc:
+        raise UserFacingError(f"{path}: {exc}") from exc
+    listener, why_no_commands = build_listener(settings)
+    if why_no_commands:
+        print(f"spoken commands off: {why_no_commands}", file=sys.stderr)
+    return mic, listener

@@ -1,0 +1,113 @@
+"""The local control channel between the admin page and the running box.
+
+A Unix socket speaking JSON lines: {"cmd": "status"} or {"cmd": "dispatch", "action": "next"},
+one JSON reply per request. Separate processes, so a slow page never stops a running circle;
+the socket lives in the data directory and is only reachable on the box itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MAX_REQUEST = 4096
+
+
+def socket_path(data_dir: Path) -> Path:
+    return data_dir / "run" / "control.sock"
+
+
+class ControlServer:
+    """Serves status snapshots and dispatches actions; runs on its own threads."""
+
+    def __init__(self, path: Path, status: Callable[[], dict[str, Any]],
+                 dispatch: Callable[[str, str], None]) -> None:
+        self.path = Path(path)
+        self.status = status
+        self.dispatch = dispatch
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                for raw in iter(lambda: self.rfile.readline(MAX_REQUEST), b""):
+                    reply = outer.answer(raw)
+                    self.wfile.write(json.dumps(reply).encode("utf-8") + b"\n")
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        self._server = Server(str(self.path), Handler)
+        os.chmod(self.path, 0o660)  # the admin service's user is in the box's group
+        self._thread = threading.Thread(target=self._server.serve_forever, name="control", daemon=True)
+
+    def start(self) -> ControlServer:
+        self._thread.start()
+        return self
+
+    def answer(self, raw: bytes) -> dict[str, Any]:
+        from device.actions import UnknownAction, parse_action
+
+        try:
+            request = json.loads(raw)
+            cmd = request["cmd"]
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": "expected a JSON object with cmd"}
+        if cmd == "status":
+            return {"ok": True, "status": self.status()}
+        if cmd == "dispatch":
+            try:
+                action = parse_action(str(request.get("action", ""))).text
+            except UnknownAction as exc:
+                return {"ok": False, "error": str(exc)}
+            self.dispatch(action, str(request.get("source", "admin"))[:40])
+            return {"ok": True, "action": action}
+        return {"ok": False, "error": f"unknown cmd '{cmd}'"}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class BoxNotRunning(ConnectionError):
+    """The device runtime is not running (or not reachable)."""
+
+
+class ControlClient:
+    def __init__(self, path: Path, timeout: float = 2.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(str(self.path))
+                sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError as exc:
+            raise BoxNotRunning(f"the box is not running ({exc.strerror or exc})") from exc
+        return json.loads(data)
+
+    def status(self) -> dict[str, Any]:
+        reply = self._ask({"cmd": "status"})
+        return reply["status"]
+
+    def dispatch(self, action: str, source: str = "admin") -> dict[str, Any]:
+        return self._ask({"cmd": "dispatch", "action": action, "source": source})
