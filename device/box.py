@@ -41,6 +41,8 @@ class Box:
         self.health: dict[str, str] = {}
         self.faults: list[str] = []
         self.t0 = clock()
+        # actions the box itself answers after the engine has seen them (e.g. the setup code)
+        self.hooks: dict[str, Callable[[], None]] = {}
 
     # -- inputs (any thread) ------------------------------------------------------------------
 
@@ -76,6 +78,8 @@ class Box:
             self.last_input = {"source": event.source, "action": event.action, "at": round(now - self.t0, 2)}
             self.emit("input", {"action": event.action, "source": event.source})
         self.execute(self.engine.handle(event, now))
+        if isinstance(event, eng.Press) and event.action in self.hooks:
+            self.hooks[event.action]()
 
     def poll_audio(self) -> None:
         finished = self.speaker.poll(self.clock())

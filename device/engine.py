@@ -61,13 +61,21 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
+class Announce:
+    """Box-level speech (the setup code, update progress): never over a running circle."""
+
+    sounds: tuple[str, ...]
+    urgent: bool = False  # update safety messages ("keep the power on") are said even mid-circle
+
+
+@dataclass(frozen=True)
 class ListeningChanged:
     """Listening became available or was lost (microphone failed): rounds fall back to buttons."""
 
     available: bool
 
 
-Event = Press | AudioFinished | Tick | SpeechStarted | SpeechEnded | ListeningChanged
+Event = Press | AudioFinished | Tick | SpeechStarted | SpeechEnded | ListeningChanged | Announce
 
 # -- commands (outputs) -----------------------------------------------------------------------
 
@@ -212,9 +220,13 @@ class Engine:
             self._on_speech_started()
         elif isinstance(event, SpeechEnded):
             self._on_speech_ended()
+        elif isinstance(event, Announce):
+            self._announce(event)
         elif isinstance(event, ListeningChanged):
             self.listening = event.available
             self._log("listening", available=event.available)
+            if not event.available:
+                self._clear_deadlines("advance_silence")  # unsure: wait for a button
         cmds, self._cmds = self._cmds, []
         return cmds
 
@@ -466,6 +478,19 @@ class Engine:
         self._finish_step("stopped", delivered=False, advance=False)
         self._finish_session(completed=False)
 
+    def _do_setup_code(self, action: Action) -> None:
+        # the box (which knows the code) answers with an Announce; the engine only logs it
+        self._log("setup_code_requested", running=self.state not in (IDLE, FINISHED))
+
+    def _announce(self, event: Announce) -> None:
+        if self.state not in (IDLE, FINISHED) and not event.urgent:
+            self._log("ignored", action="announce", why="a circle is running")
+            return
+        if self.state not in (IDLE, FINISHED) and self.state not in (PAUSED, HELP):
+            self._pause(PAUSED)
+        self._log("announce", sounds=list(event.sounds))
+        self._interrupt_with(list(event.sounds))
+
     def _change_volume(self, delta: float) -> None:
         level = round(min(self.volume_cap, max(0.1, self.volume + delta)), 2)
         self.volume = level
@@ -572,6 +597,14 @@ class Engine:
             self._finish_step(how, delivered=True)
         else:
             self._set_state(WAITING)
+            self._arm_advance_on_silence()
+
+    def _arm_advance_on_silence(self) -> None:
+        """`advance: on_silence`: move on once the room is quiet (only while listening works)."""
+        step = self.step
+        if self.state == WAITING and self.listening and getattr(step, "advance", "button") == "on_silence":
+            self._set_deadline("advance_silence", step.advance_silence_s,
+                               lambda: self._finish_step("silence", delivered=True))
 
     def _timer_done(self) -> None:
         step = self.step
@@ -701,6 +734,7 @@ class Engine:
     def _on_speech_started(self) -> None:
         turn = self._turn
         self._round_last_activity = self._active
+        self._clear_deadlines("advance_silence")  # the room is talking: wait for quiet again
         if self.state != IN_ROUND or turn is None or self._round_phase != "turn":
             return
         turn.speech_seen = True
@@ -710,6 +744,7 @@ class Engine:
     def _on_speech_ended(self) -> None:
         turn = self._turn
         self._round_last_activity = self._active
+        self._arm_advance_on_silence()
         if self.state != IN_ROUND or turn is None or self._round_phase != "turn":
             return
         turn.in_speech = False

@@ -148,6 +148,7 @@ class Runtime:
                        sounds=self.circle.bank)
         for fault in self.faults:
             self.box.fault(fault)
+        self.box.hooks["setup_code"] = self._say_setup_code
         self._open_gpio()
         if self._want_control:
             self._start_control()
@@ -221,6 +222,22 @@ class Runtime:
 
         self._mic_thread = threading.Thread(target=run_mic, name="mic", daemon=True)
         self._mic_thread.start()
+
+    def _say_setup_code(self) -> None:
+        """Two buttons held together: the technician hears the admin page's one-time setup code."""
+        from device.engine import Announce
+
+        path = self.data_dir / "secrets" / "setup-code"
+        try:
+            code = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            code = ""
+        if code.isdigit():
+            sounds = ("sys:setup_code", *(f"sys:digit_{d}" for d in code), "sys:setup_code_again",
+                      *(f"sys:digit_{d}" for d in code))
+        else:
+            sounds = ("sys:setup_code_used",)
+        self.box.handle(Announce(sounds))
 
     # -- sinks ---------------------------------------------------------------------------------
 

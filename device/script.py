@@ -100,6 +100,9 @@ class SayStep(_StepBase):
     kind: Literal["say"] = "say"
     say: Parts
     then: Literal["wait_for_next", "continue"] = "wait_for_next"
+    # with listening: after the instruction, move on once the room has been quiet this long
+    advance: Literal["button", "on_silence"] = "button"
+    advance_silence_s: float = Field(default=8.0, ge=2.0, le=120.0)
 
     _parts = field_validator("say", mode="before")(_normalise_parts)
 
@@ -115,6 +118,13 @@ class ExerciseStep(SayStep):
     """Guided audio with built-in silences; listening never advances it."""
 
     kind: Literal["exercise"] = "exercise"  # type: ignore[assignment]
+
+    @field_validator("advance")
+    @classmethod
+    def _never_by_listening(cls, value: str) -> str:
+        if value != "button":
+            raise ValueError("an exercise has its own silences: listening never moves it on; use then: continue")
+        return value
 
 
 class Turns(_Frozen):

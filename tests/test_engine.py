@@ -323,3 +323,56 @@ def test_stale_audio_finished_is_ignored():
     h.at(1).press("next")  # now on breathe
     h._feed(eng.AudioFinished("step:welcome"), 2)
     assert h.engine.playing == "step:breathe"
+
+
+def test_announcements_only_when_no_circle_is_running_unless_urgent():
+    h = Harness()
+    out = h._feed(eng.Announce(("sys:setup_code", "sys:digit_4")), 0)
+    assert eng.Play("sys:setup_code") in out
+    h.at(2).finish_audio()
+    assert h.engine.playing == "sys:digit_4"
+    h.at(3).finish_audio()
+    h.at(4).press("next")
+    out = h._feed(eng.Announce(("sys:setup_code",)), 5)
+    assert eng.Play("sys:setup_code") not in out and h.engine.state == eng.SPEAKING
+    out = h._feed(eng.Announce(("sys:update_keep_power",), urgent=True), 6)
+    assert eng.Play("sys:update_keep_power") in out and h.engine.state == eng.PAUSED
+
+
+def test_setup_code_chord_is_logged_not_acted_on_by_the_engine():
+    h = Harness()
+    h.press("setup_code")
+    assert h.logs("setup_code_requested") == [{"running": False}]
+    assert h.engine.state == eng.IDLE
+
+
+ON_SILENCE = SCRIPT.replace("    say: Welcome.\n", "    say: Welcome.\n    advance: on_silence\n    advance_silence_s: 5\n")
+
+
+def test_advance_on_silence_moves_on_after_a_quiet_room_and_waits_while_people_talk():
+    h = Harness(listening=True, text=ON_SILENCE)
+    h.press("next")
+    h.at(3).finish_audio()
+    h.speech(5, 9)  # someone talks: the quiet time starts again after
+    h.at(13.9)
+    assert h.engine.step.id == "welcome"
+    h.at(14.1)
+    assert h.engine.step.id == "breathe"
+    assert h.logs("step_finished")[0] == {"step": "welcome", "reason": "silence", "delivered": True}
+
+
+def test_advance_on_silence_without_listening_waits_for_a_button():
+    h = Harness(listening=False, text=ON_SILENCE)
+    h.press("next")
+    h.at(3).finish_audio()
+    h.at(300)
+    assert h.engine.step.id == "welcome" and h.engine.state == eng.WAITING
+
+
+def test_an_exercise_cannot_be_advanced_by_listening():
+    from device.script import ScriptError
+
+    bad = SCRIPT.replace('    say: ["Breathe in.", {pause: 2}, "Breathe out."]\n',
+                         '    say: ["Breathe in.", {pause: 2}, "Breathe out."]\n    advance: on_silence\n')
+    with pytest.raises(ScriptError, match="step 2 'breathe', field advance"):
+        parse_script(bad, "x.yaml")
