@@ -34,6 +34,26 @@ def clamp_volume(level: float) -> float:
     return min(1.0, max(0.0, float(level)))
 
 
+def _import_pygame_quickly() -> Any:
+    """pygame's pkgdata imports pkg_resources, if it can, only to find pygame's own fonts.
+
+    That costs about half a second here (seconds on a Pi) at every start-up and the box uses
+    no fonts; pygame falls back cleanly when the import fails, so we make it fail, just once.
+    """
+    import sys
+
+    if "pygame" in sys.modules or "pkg_resources" in sys.modules:
+        import pygame
+
+        return pygame
+    sys.modules["pkg_resources"] = None  # type: ignore[assignment]
+    try:
+        import pygame
+    finally:
+        del sys.modules["pkg_resources"]
+    return pygame
+
+
 class PygameSpeaker:
     """pygame's mixer with one dedicated channel for prompts and bells."""
 
@@ -43,7 +63,7 @@ class PygameSpeaker:
         if driver:
             os.environ["SDL_AUDIODRIVER"] = driver
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-        import pygame
+        pygame = _import_pygame_quickly()
 
         self._pygame = pygame
         self.sample_rate = sample_rate
