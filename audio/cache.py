@@ -11,7 +11,6 @@ Stdlib and numpy only: the runtime reads manifests and WAVs through here.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from device.fsutil import atomic_write_bytes, atomic_write_text
+from device.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 
 PROMPTS_DIR = "prompts"
 SETS_DIR = "sets"
@@ -78,14 +77,6 @@ def read_wav_pcm(path: Path, sample_rate: int | None = None) -> bytes:
 def wav_duration_s(path: Path) -> float:
     with wave.open(str(path), "rb") as w:
         return w.getnframes() / w.getframerate()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class PromptCache:

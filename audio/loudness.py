@@ -13,7 +13,7 @@ import numpy as np
 
 BLOCK_S = 0.4  # one BS.1770 gating block; shorter audio is measured by RMS
 PEAK_CEILING_DBFS = -1.0
-MAX_LIMIT_DB = 6.0
+MAX_LIMIT_DB = 9.0  # Piper peak-normalises each sentence; a few spiky ones need more than 6 dB
 FADE_S = 0.005
 _LOOKAHEAD_S = 0.004
 

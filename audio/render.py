@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from device.script import LoadedScript
 
 # Bump when the rendering itself changes (loudness, fades, silences) so old caches re-render.
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
 
 Parts = Sequence[str | Pause | Recording]
 Progress = Callable[[int, int, str, bool], None]
@@ -298,5 +298,6 @@ def render_script(
             "version": script.version,
             "script_sha256": hashlib.sha256(loaded.text.encode("utf-8")).hexdigest(),
             "prompts_sha256": script.fingerprint(),
+            "loudness_lufs": settings.loudness_lufs,
         },
     )

@@ -81,6 +81,24 @@ class Box:
         if isinstance(event, eng.Press) and event.action in self.hooks:
             self.hooks[event.action]()
 
+    def hear(self, heard: Any, at: float) -> None:
+        """A listener event (speech started/ended, a command) that happened at `at` on our clock.
+
+        Logged first, then given to the engine; a command becomes a dispatch like any button.
+        """
+        from device.listening.events import CommandHeard, SpeechEnded, SpeechStarted
+
+        if isinstance(heard, SpeechStarted):
+            self.emit("speech_started", {})
+            self.handle(SpeechStarted(at))
+        elif isinstance(heard, SpeechEnded):
+            self.emit("speech_ended", {"duration_s": round(heard.duration_s, 2)})
+            self.handle(SpeechEnded(at, heard.duration_s))
+        elif isinstance(heard, CommandHeard):
+            self.emit("command", {"phrase": heard.phrase, "confidence": round(heard.confidence, 2)})
+            self.dispatch(heard.action, "voice")
+            self.process_pending()
+
     def poll_audio(self) -> None:
         finished = self.speaker.poll(self.clock())
         if finished is not None:

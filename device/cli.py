@@ -22,7 +22,9 @@ COMMAND_MODULES = (
     "device.commands.firstboot",
     "device.commands.bundle",
     "device.commands.usb_import",
+    "device.commands.update_inbox",
     "device.commands.admin",  # `admin` and `setup-code`
+    "device.commands.doctor",
 )
 
 

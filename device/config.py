@@ -52,6 +52,7 @@ class AudioSection(_Frozen):
     volume_step: float = Field(gt=0.0, le=0.5)
     loudness_lufs: float = Field(ge=-40.0, le=-6.0)
     driver: str | None = None
+    system_voice: str = Field(default="en_US-joe-medium", min_length=1)  # the box's own prompts
 
     @model_validator(mode="after")
     def _volume_under_cap(self) -> AudioSection:
@@ -133,6 +134,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -168,11 +171,18 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         node = layer
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment: {name} sets inside {key}, which another variable sets to a value")
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ConfigError(f"environment: {name} is not a valid YAML value") from exc
     return layer
 
 
-def _protected_keys_touched(layer: Mapping[str, Any], protected: tuple[str, ...]) -> list[str]:
+def _protected_keys_touched(layer: Mapping[str, Any], protected: Any) -> list[str]:
+    if not isinstance(protected, list | tuple) or not all(isinstance(p, str) for p in protected):
+        raise ConfigError("protected: must be a list of dotted key names, such as audio.volume_cap")
     touched = []
     for dotted in protected:
         node: Any = layer
@@ -188,6 +198,8 @@ def _protected_keys_touched(layer: Mapping[str, Any], protected: tuple[str, ...]
 def _validate(data: Mapping[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(data)
+    except RecursionError as exc:  # a value that refers to itself (a YAML alias loop)
+        raise ConfigError(f"{source}: a value is nested too deeply (or refers to itself)") from exc
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -214,11 +226,15 @@ def load_config(
     env = env_layer(environ)
     if overrides:
         data = merge(data, overrides, "command line")
-    data_dir = Path(merge(data, env, "environment")["paths"]["data_dir"])
+    paths = merge(data, env, "environment").get("paths")
+    raw_dir = paths.get("data_dir") if isinstance(paths, dict) else None
+    if not isinstance(raw_dir, str) or not raw_dir:
+        raise ConfigError(f"paths.data_dir: must be a directory path, not {raw_dir!r}")
+    data_dir = Path(raw_dir)
     admin_path = admin_path or data_dir / ADMIN_CONFIG_NAME
     if admin_path.exists():
         admin = _read_yaml(admin_path)
-        touched = _protected_keys_touched(admin, tuple(data.get("protected", ())))
+        touched = _protected_keys_touched(admin, data.get("protected", ()))
         if touched:
             raise ConfigError(f"{admin_path}: protected keys cannot be set here: {', '.join(touched)}")
         data = merge(data, admin, str(admin_path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,19 @@ def rendered_matches(loaded: LoadedScript, cache: Path) -> bool:
     return meta.get("prompts_sha256") == loaded.script.fingerprint()
 
 
+def _rendered_with(loaded: LoadedScript, cache: Path, sample_rate: int, loudness_lufs: float) -> bool:
+    """Rendered by this renderer with these settings? (The runtime plays older sets regardless:
+    they are valid audio; only the render paths refresh them.)"""
+    from audio.render import RENDERER_VERSION
+
+    try:
+        manifest = json.loads(manifest_path(cache, loaded.script.script).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (manifest.get("renderer") == RENDERER_VERSION and manifest.get("sample_rate") == sample_rate
+            and manifest.get("meta", {}).get("loudness_lufs") == loudness_lufs)
+
+
 @dataclass(frozen=True)
 class Circle:
     """A script with the sounds rendered for exactly this text."""
@@ -60,17 +74,50 @@ def load_circle(loaded: LoadedScript, cache: Path) -> Circle:
         raise ContentError(
             f"'{loaded.script.script}' changed since it was rendered: run `circlebox render {loaded.script.script}`"
         )
-    bank = SoundBank.from_manifest(path)
+    system = _system_manifest_if_usable(cache, path)
+    bank = SoundBank.from_manifest(path, system) if system is not None else SoundBank.from_manifest(path)
     missing = [p for p in loaded.script.prompts() if p not in bank]
     if missing:
         raise ContentError(f"rendered set for '{loaded.script.script}' lacks {', '.join(missing[:5])}")
     return Circle(loaded, bank)
 
 
+def _system_manifest_if_usable(cache: Path, circle_manifest: Path) -> Path | None:
+    """The system set's manifest (setup code, self-test, update prompts) when it exists and has
+    the circle's sample rate; a box without it still plays its circle."""
+    import logging
+
+    from device.system_prompts import system_manifest_path
+
+    path = system_manifest_path(cache)
+    if not path.exists():
+        return None
+    try:
+        rate = json.loads(path.read_text(encoding="utf-8"))["sample_rate"]
+        circle_rate = json.loads(circle_manifest.read_text(encoding="utf-8"))["sample_rate"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logging.getLogger("circlebox.content").error("system prompts unusable (%s): run `circlebox render`", exc)
+        return None
+    if rate != circle_rate:
+        logging.getLogger("circlebox.content").error(
+            "system prompts are at %s Hz, the circle at %s Hz: run `circlebox render`", rate, circle_rate)
+        return None
+    return path
+
+
 def ensure_rendered(loaded: LoadedScript, cache: Path, *, voices_dir: Path | None, sample_rate: int,
-                    loudness_lufs: float, quiet: bool = False) -> None:
-    """Render what is missing (imports Piper: for the CLI, the simulator and the admin page only)."""
-    if rendered_matches(loaded, cache):
+                    loudness_lufs: float, quiet: bool = False, system_voice: str | None = None,
+                    button_names: Sequence[str] | None = None) -> None:
+    """Render what is missing or stale: the circle, and the box's own "system" set.
+
+    Imports Piper: for the CLI, the simulator and the admin page only. `system_voice` defaults
+    to the package default (audio.system_voice); `button_names` to the default button map.
+    """
+    from device.system_prompts import DEFAULT_SYSTEM_VOICE, render_system_set
+
+    render_system_set(cache, voice_id=system_voice or DEFAULT_SYSTEM_VOICE, voices_dir=voices_dir,
+                      sample_rate=sample_rate, loudness_lufs=loudness_lufs, button_names=button_names)
+    if rendered_matches(loaded, cache) and _rendered_with(loaded, cache, sample_rate, loudness_lufs):
         return
     import sys
 
@@ -91,8 +138,45 @@ def ensure_rendered(loaded: LoadedScript, cache: Path, *, voices_dir: Path | Non
         print(file=sys.stderr)
 
 
+def installed_content_dir(data_dir: Path) -> Path:
+    """The content release a USB bundle installed (device/update): scripts/ and cache/."""
+    return data_dir / "current" / "content"
+
+
+def cache_for(loaded: LoadedScript, data_dir: Path) -> Path:
+    """Where the rendered sounds of this script live: in its content release, or the box's cache."""
+    bundle = installed_content_dir(data_dir)
+    if loaded.path is not None and loaded.path.absolute().is_relative_to(bundle.absolute()):
+        return bundle / "cache"
+    return cache_dir(data_dir)
+
+
+def _candidates(name: str, data_dir: Path) -> list[Path]:
+    from device.script import packaged_scripts_dir
+
+    if Path(name).suffix in (".yaml", ".yml") and Path(name).exists():
+        return [Path(name)]
+    dirs = [data_dir / "scripts", installed_content_dir(data_dir) / "scripts", packaged_scripts_dir()]
+    return [d / f"{name}{suffix}" for d in dirs for suffix in (".yaml", ".yml") if (d / f"{name}{suffix}").exists()]
+
+
 def resolve_script(name: str, data_dir: Path) -> LoadedScript:
-    return load_script(find_script(name, data_dir))
+    """The script to run for `name`: the box's own copy (edited on the admin page) first, then
+    the installed content bundle, then the packaged one; but a later copy with a higher
+    version wins (a programme's update supersedes an older local edit). A broken first
+    choice is an error, so the runtime can say so and keep its last good circle."""
+    paths = _candidates(name, data_dir)
+    if not paths:
+        return load_script(find_script(name, data_dir))  # raises the "no such script" error
+    best = load_script(paths[0])
+    for path in paths[1:]:
+        try:
+            other = load_script(path)
+        except ScriptError:
+            continue
+        if other.script.version > best.script.version:
+            best = other
+    return best
 
 
-__all__ = ["Circle", "ContentError", "ScriptError", "ensure_rendered", "load_circle", "resolve_script"]
+__all__ = ["Circle", "ContentError", "ScriptError", "cache_for", "ensure_rendered", "load_circle", "resolve_script"]

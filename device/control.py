@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_REQUEST = 4096
+MAX_ANNOUNCE = 40
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -28,10 +29,12 @@ class ControlServer:
     """Serves status snapshots and dispatches actions; runs on its own threads."""
 
     def __init__(self, path: Path, status: Callable[[], dict[str, Any]],
-                 dispatch: Callable[[str, str], None]) -> None:
+                 dispatch: Callable[[str, str], None],
+                 announce: Callable[[tuple[str, ...], bool], None] | None = None) -> None:
         self.path = Path(path)
         self.status = status
         self.dispatch = dispatch
+        self.announce = announce
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -71,6 +74,13 @@ class ControlServer:
                 return {"ok": False, "error": str(exc)}
             self.dispatch(action, str(request.get("source", "admin"))[:40])
             return {"ok": True, "action": action}
+        if cmd == "announce" and self.announce is not None:
+            sounds = request.get("sounds")
+            if (not isinstance(sounds, list) or not 0 < len(sounds) <= MAX_ANNOUNCE
+                    or not all(isinstance(x, str) and 0 < len(x) <= 64 for x in sounds)):
+                return {"ok": False, "error": f"sounds must be a list of 1 to {MAX_ANNOUNCE} prompt ids"}
+            self.announce(tuple(sounds), bool(request.get("urgent", False)))
+            return {"ok": True}
         return {"ok": False, "error": f"unknown cmd '{cmd}'"}
 
     def close(self) -> None:
@@ -111,3 +121,7 @@ class ControlClient:
 
     def dispatch(self, action: str, source: str = "admin") -> dict[str, Any]:
         return self._ask({"cmd": "dispatch", "action": action, "source": source})
+
+    def announce(self, sounds: list[str], urgent: bool = False) -> dict[str, Any]:
+        """Ask the box to say these pre-rendered prompts (urgent: even during a circle)."""
+        return self._ask({"cmd": "announce", "sounds": sounds, "urgent": urgent})

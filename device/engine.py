@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device.actions import Action, UnknownAction, parse_action
+from device.listening.events import SpeechEnded, SpeechStarted  # `t`: when it really happened, on our clock
 from device.script import (
     BellStep,
     ExerciseStep,
@@ -48,16 +49,6 @@ class AudioFinished:
 @dataclass(frozen=True)
 class Tick:
     """The caller's clock reached `next_deadline()`."""
-
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    """The listener heard someone start speaking (not the box itself)."""
-
-
-@dataclass(frozen=True)
-class SpeechEnded:
-    duration_s: float
 
 
 @dataclass(frozen=True)
@@ -219,7 +210,8 @@ class Engine:
         elif isinstance(event, SpeechStarted):
             self._on_speech_started()
         elif isinstance(event, SpeechEnded):
-            self._on_speech_ended()
+            # the listener reports the end a hangover late; silence counts from the real end
+            self._on_speech_ended(min(self._active, event.t - self._paused_total))
         elif isinstance(event, Announce):
             self._announce(event)
         elif isinstance(event, ListeningChanged):
@@ -379,11 +371,12 @@ class Engine:
             self._finish_step("next", delivered=self.state in (WAITING, TIMER))
 
     def _do_skip(self, action: Action) -> None:
+        # resume first: HELP or PAUSE pressed while idle or finished resumes to no circle at all
+        if self.state in (PAUSED, HELP):
+            self._resume(replay=False)
         if self.state in (IDLE, FINISHED):
             self._do_next(action)
             return
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
         delivered = self.state == WAITING or (self.state == IN_ROUND and self._turns_done > 0)
         self._finish_step("skip", delivered=delivered)
 
@@ -407,11 +400,11 @@ class Engine:
             self._start_step(self.step_index, announce=False)
 
     def _do_previous(self, action: Action) -> None:
+        if self.state in (PAUSED, HELP):
+            self._resume(replay=False)
         if self.state in (IDLE, FINISHED):
             self._do_repeat(action)
             return
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
         target = max(0, self.step_index - 1)
         self._finish_step("previous", delivered=False, advance=False)
         self._start_step(target)
@@ -422,11 +415,11 @@ class Engine:
         except KeyError:
             self._log("ignored", action=action.text, why=f"no step '{action.step}' in this circle")
             return
+        if self.state in (PAUSED, HELP):
+            self._resume(replay=False)
         if self.state in (IDLE, FINISHED):
             self._start_session(first_step=target)
             return
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
         self._finish_step("goto", delivered=False, advance=False)
         self._start_step(target)
 
@@ -470,11 +463,11 @@ class Engine:
         self._change_volume(-self.volume_step)
 
     def _do_stop(self, action: Action) -> None:
-        if self.state in (IDLE, FINISHED):
-            self._log("ignored", action="stop", why="no circle is running")
-            return
         if self.state in (PAUSED, HELP):
             self._resume(replay=False)
+        if self.state in (IDLE, FINISHED):  # also after HELP pressed between circles: one end per circle
+            self._log("ignored", action="stop", why="no circle is running")
+            return
         self._finish_step("stopped", delivered=False, advance=False)
         self._finish_session(completed=False)
 
@@ -599,11 +592,12 @@ class Engine:
             self._set_state(WAITING)
             self._arm_advance_on_silence()
 
-    def _arm_advance_on_silence(self) -> None:
+    def _arm_advance_on_silence(self, quiet_since: float | None = None) -> None:
         """`advance: on_silence`: move on once the room is quiet (only while listening works)."""
         step = self.step
         if self.state == WAITING and self.listening and getattr(step, "advance", "button") == "on_silence":
-            self._set_deadline("advance_silence", step.advance_silence_s,
+            quiet_for = 0.0 if quiet_since is None else max(0.0, self._active - quiet_since)
+            self._set_deadline("advance_silence", max(0.0, step.advance_silence_s - quiet_for),
                                lambda: self._finish_step("silence", delivered=True))
 
     def _timer_done(self) -> None:
@@ -741,14 +735,14 @@ class Engine:
         turn.in_speech = True
         self._clear_deadlines("turn_silence", "turn_pause")
 
-    def _on_speech_ended(self) -> None:
+    def _on_speech_ended(self, ended: float) -> None:
         turn = self._turn
-        self._round_last_activity = self._active
-        self._arm_advance_on_silence()
+        self._round_last_activity = ended
+        self._arm_advance_on_silence(ended)
         if self.state != IN_ROUND or turn is None or self._round_phase != "turn":
             return
         turn.in_speech = False
-        turn.last_speech_end = self._active
+        turn.last_speech_end = max(ended, turn.start)
         self._arm_turn()
 
     def _end_turn_record(self, reason: str) -> None:

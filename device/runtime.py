@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -19,13 +20,14 @@ from typing import Any
 from device import sdnotify
 from device.box import Box
 from device.config import Config
-from device.content import Circle, ContentError, cache_dir, load_circle, resolve_script
+from device.content import Circle, ContentError, cache_dir, cache_for, load_circle, resolve_script
 from device.engine import FINISHED, IDLE, Engine, ListeningChanged
 from device.fsutil import atomic_write_text
 from device.script import ScriptError, parse_script
-from device.usage import SessionTally, UsageStore
+from device.usage import SessionTally, UsageStore, store_path
 
 log = logging.getLogger("circlebox.runtime")
+CIRCLE_LOCK = "circle.lock"  # the updater's contract (device/update/seams.py)
 RELOAD_CHECK_S = 2.0
 POLL_PLAYING_S = 0.01
 IDLE_WAKE_S = 0.25
@@ -51,10 +53,11 @@ class Runtime:
         self.circle: Circle | None = None
         self.listening_status: dict[str, Any] = {"commands": "off: listening not started"}
         self._snapshot: dict[str, Any] = {"state": "starting"}
-        self._script_mtime: float | None = None
+        self._signature: tuple = ()
         self._stop = threading.Event()
         self._mic_thread: threading.Thread | None = None
         self.ready = threading.Event()
+        self._lock_fd: int | None = None
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -73,25 +76,30 @@ class Runtime:
     def load_circle(self) -> Circle:
         """The configured circle, or the last good one if the configured one is broken or unrendered."""
         name = self.config.session.script
-        cache = cache_dir(self.data_dir)
         try:
             loaded = resolve_script(name, self.data_dir)
-            circle = load_circle(loaded, cache)
+            circle = load_circle(loaded, cache_for(loaded, self.data_dir))
         except (ScriptError, ContentError) as exc:
             self._fault("circle", str(exc))
             last = self._last_good_path(Path(name).stem)
             if not last.exists():
                 raise
             loaded = parse_script(last.read_text(encoding="utf-8"), f"{last} (last good)")
-            circle = load_circle(loaded, cache)
+            circle = self._load_last_good(loaded)
             self.health["circle"] = f"using the last good version ({exc})"
             return circle
         atomic_write_text(self._last_good_path(loaded.script.script), loaded.text)
         self.health["circle"] = "ok"
-        if loaded.path is not None:
-            with contextlib.suppress(OSError):
-                self._script_mtime = loaded.path.stat().st_mtime
         return circle
+
+    def _load_last_good(self, loaded: Any) -> Circle:
+        """The last good text's sounds are in the box's cache or in the content release."""
+        from device.content import installed_content_dir
+
+        try:
+            return load_circle(loaded, cache_dir(self.data_dir))
+        except ContentError:
+            return load_circle(loaded, installed_content_dir(self.data_dir) / "cache")
 
     def _open_speaker(self, bank: Any) -> Any:
         if self._speaker is not None:
@@ -139,12 +147,14 @@ class Runtime:
         from device.wallclock import WallClock
 
         self.circle = self.load_circle()
+        self._signature = self._content_signature()
         speaker = self._open_speaker(self.circle.bank)
-        self.usage = UsageStore(self.data_dir / "usage.db")
+        self.usage = UsageStore(store_path(self.data_dir))
         clock = WallClock(self.data_dir / "state" / "clock.json")
         self.tally = SessionTally(self.usage, box=self.config.box.name, wall_now=clock.now)
+        # the usage store first: once the journal says a circle ended, a power cut cannot lose it
         self.box = Box(self._new_engine(), speaker, clock=time.monotonic,
-                       sinks=[self._journal, self.tally.on_log, self._circle_lock, *self._extra_sinks],
+                       sinks=[self.tally.on_log, self._journal, self._circle_lock, *self._extra_sinks],
                        sounds=self.circle.bank)
         for fault in self.faults:
             self.box.fault(fault)
@@ -170,7 +180,8 @@ class Runtime:
         from device.control import ControlServer, socket_path
 
         try:
-            self.control = ControlServer(socket_path(self.data_dir), self.status, self.box.dispatch).start()
+            self.control = ControlServer(socket_path(self.data_dir), self.status, self.box.dispatch,
+                                         announce=self._announce).start()
         except OSError as exc:
             self._fault("control", f"admin page cannot reach the box: {exc}")
 
@@ -194,7 +205,9 @@ class Runtime:
         self.listener = listener
 
         def run_mic() -> None:
-            from device.simulate import _deliver_heard
+            def deliver(heard: Any) -> None:
+                # the listener counts audio time; place the event on the box's clock
+                self.box.hear(heard, time.monotonic() - (listener.t - heard.t))
 
             while not self._stop.is_set():
                 try:
@@ -212,8 +225,10 @@ class Runtime:
                             raise RuntimeError("the microphone stopped sending audio")
                         playing = self.box.engine.playing is not None
                         for heard in listener.process(frame, box_playing=playing):
-                            self.box.post(lambda h=heard: _deliver_heard(self.box, h))
+                            self.box.post(lambda h=heard: deliver(h))
                 except Exception as exc:
+                    for heard in listener.flush():  # close a speech segment the failure cut off
+                        self.box.post(lambda h=heard: deliver(h))
                     self.box.post(ListeningChanged(False))
                     self.box.post(lambda e=exc: self._fault("mic", f"{e}; retrying, buttons still work"))
                 finally:
@@ -222,6 +237,12 @@ class Runtime:
 
         self._mic_thread = threading.Thread(target=run_mic, name="mic", daemon=True)
         self._mic_thread.start()
+
+    def _announce(self, sounds: tuple[str, ...], urgent: bool) -> None:
+        """Box-level speech from another process (the USB updater), through our one stream."""
+        from device.engine import Announce
+
+        self.box.post(Announce(sounds, urgent))
 
     def _say_setup_code(self) -> None:
         """Two buttons held together: the technician hears the admin page's one-time setup code."""
@@ -232,6 +253,8 @@ class Runtime:
             code = path.read_text(encoding="utf-8").strip()
         except OSError:
             code = ""
+        if (self.data_dir / "admin" / "password.json").exists():
+            code = ""  # a password is set: the code is void (the admin page refuses it)
         if code.isdigit():
             sounds = ("sys:setup_code", *(f"sys:digit_{d}" for d in code), "sys:setup_code_again",
                       *(f"sys:digit_{d}" for d in code))
@@ -245,14 +268,16 @@ class Runtime:
         log.info("%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
 
     def _circle_lock(self, event: str, fields: dict[str, Any], t: float) -> None:
-        """A file that says a circle is running: the updater never switches releases under one."""
-        lock = self.data_dir / "run" / "circle-running"
-        if event == "session_started":
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            lock.write_text(str(fields.get("script", "")), encoding="utf-8")
-        elif event == "session_finished":
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
+        """flock(LOCK_SH) on <data>/circle.lock for a whole circle: the updater stages instead of
+        switching releases while it cannot take the lock. A crash releases it with the process."""
+        import fcntl
+
+        if event == "session_started" and self._lock_fd is None:
+            self._lock_fd = os.open(self.data_dir / CIRCLE_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        elif event == "session_finished" and self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the lock
+            self._lock_fd = None
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -309,19 +334,34 @@ class Runtime:
                 last_reload_check = now
                 self.maybe_reload()
 
+    def _content_signature(self) -> tuple:
+        """What the circle depends on, by path and mtime: its script candidates and rendered sets."""
+        from device.content import _candidates, installed_content_dir, manifest_path
+
+        script_id = self.circle.loaded.script.script
+        paths = [*_candidates(self.config.session.script, self.data_dir),
+                 manifest_path(cache_dir(self.data_dir), script_id),
+                 manifest_path(installed_content_dir(self.data_dir) / "cache", script_id)]
+        sig = []
+        for path in paths:
+            try:
+                sig.append((str(path), path.stat().st_mtime_ns))
+            except OSError:
+                sig.append((str(path), None))
+        return tuple(sig)
+
     def maybe_reload(self) -> bool:
-        """Between circles, switch to a newly saved and rendered version; keep the old one if not."""
-        loaded = self.circle.loaded
-        path = loaded.path
-        try:
-            mtime = path.stat().st_mtime if path is not None else None
-        except OSError:
-            mtime = None
-        if mtime is None or mtime == self._script_mtime:
+        """Between circles, switch to a newly saved and fully rendered version; keep the old one if not."""
+        signature = self._content_signature()
+        if signature == self._signature:
             return False
-        self._script_mtime = mtime
+        self._signature = signature
+        loaded = self.circle.loaded
         try:
-            new = load_circle(resolve_script(self.config.session.script, self.data_dir), cache_dir(self.data_dir))
+            candidate = resolve_script(self.config.session.script, self.data_dir)
+            if candidate.text == loaded.text:
+                return False
+            new = load_circle(candidate, cache_for(candidate, self.data_dir))
         except (ScriptError, ContentError) as exc:
             self._fault("circle", f"kept version {loaded.script.version}: {exc}")
             return False
@@ -331,6 +371,8 @@ class Runtime:
         self.box.engine = self._new_engine()
         atomic_write_text(self._last_good_path(new.loaded.script.script), new.loaded.text)
         self.health["circle"] = "ok"
+        self.faults = [f for f in self.faults if not f.startswith("circle:")]
+        self.box.faults = [f for f in self.box.faults if not f.startswith("circle:")]
         self.box.emit("circle_loaded", {"script": new.loaded.script.script, "version": new.loaded.script.version})
         return True
 
@@ -345,3 +387,6 @@ class Runtime:
                 self.box.speaker.close()
         if self.usage is not None:
             self.usage.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -424,6 +424,8 @@ def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScri
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""
         raise ScriptError(source, [f"not valid YAML{at}: {getattr(exc, 'problem', exc)}"]) from exc
+    except RecursionError as exc:  # brackets nested thousands deep: the parser recurses per level
+        raise ScriptError(source, ["not valid YAML: nested too deeply"]) from exc
     if not isinstance(raw, dict):
         raise ScriptError(source, ["must be a mapping with script, version, language and steps"])
     steps = raw.get("steps")
@@ -432,6 +434,8 @@ def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScri
         raw = {**raw, "steps": with_kinds}
     try:
         script = Script.model_validate(raw)
+    except RecursionError as exc:  # a self-referencing YAML alias (&a [*a]) or a very deep tree
+        raise ScriptError(source, ["field (top level): nested too deeply (or refers to itself)"]) from exc
     except ValidationError as exc:
         problems = []
         errors = exc.errors()

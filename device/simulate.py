@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from device.box import Box
 from device.buttons import ButtonMap
 from device.config import Config
-from device.engine import FINISHED, IDLE, Engine, ListeningChanged, SpeechEnded, SpeechStarted
+from device.engine import FINISHED, IDLE, Engine, ListeningChanged
 from device.usage import SessionTally, UsageStore
 
 
@@ -41,6 +41,8 @@ def read_events(path: Path, buttons: ButtonMap) -> list[SimEvent]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise EventsError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise EventsError(f"{path}: is not UTF-8 text (byte {exc.start})") from exc
     for number, line in enumerate(lines, 1):
         where = f"{path}:{number}"
         if not line.strip() or line.lstrip().startswith("#"):
@@ -49,9 +51,13 @@ def read_events(path: Path, buttons: ButtonMap) -> list[SimEvent]:
             item = json.loads(line)
         except ValueError as exc:
             raise EventsError(f"{where}: not a JSON object: {exc}") from exc
+        except RecursionError as exc:
+            raise EventsError(f"{where}: not a JSON object: nested too deeply") from exc
         if not isinstance(item, dict):
             raise EventsError(f"{where}: each line must be a JSON object")
         t = item.get("t")
+        if isinstance(t, int) and not isinstance(t, bool) and abs(t) > 1e300:
+            t = math.inf  # an integer too large for a float: refused just below, not an OverflowError
         if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or t < 0:
             raise EventsError(f"{where}: field t must be a number of seconds >= 0")
         unknown = set(item) - {"t", "button", "hold", "action"}
@@ -194,15 +200,5 @@ def _frames(mic: Any) -> Iterator[bytes]:
 
 
 def _deliver_heard(box: Box, heard: Any) -> None:
-    """Listener events into the log and the engine (buttons still win: they are queued first)."""
-    kind = type(heard).__name__
-    if kind == "SpeechStarted":
-        box.emit("speech_started", {})
-        box.handle(SpeechStarted())
-    elif kind == "SpeechEnded":
-        box.emit("speech_ended", {"duration_s": round(heard.duration_s, 2)})
-        box.handle(SpeechEnded(heard.duration_s))
-    elif kind == "CommandHeard":
-        box.emit("command", {"phrase": heard.phrase, "confidence": round(heard.confidence, 2)})
-        box.dispatch(heard.action, "voice")
-        box.process_pending()
+    """Listener events in the simulation: the listener's audio time is the virtual clock."""
+    box.hear(heard, heard.t)

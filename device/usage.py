@@ -52,6 +52,12 @@ COLUMNS = (
     "exported_at",
 )
 WallNow = Callable[[], tuple[datetime, bool]]
+STORE_NAME = "usage.sqlite"
+
+
+def store_path(data_dir: Path) -> Path:
+    """Where the box keeps its usage store (the runtime, the admin page and the USB export agree)."""
+    return Path(data_dir) / STORE_NAME
 
 
 def system_wall_now() -> tuple[datetime, bool]:
@@ -63,7 +69,8 @@ class UsageStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            self.path.parent.mkdir(parents=True)
         self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

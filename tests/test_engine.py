@@ -69,11 +69,12 @@ class Harness:
         assert sound is not None, "nothing is playing"
         return self._feed(eng.AudioFinished(sound), self.t)
 
-    def speech(self, start: float, end: float) -> None:
-        self.at(start)
-        self._feed(eng.SpeechStarted(), start)
-        self.at(end)
-        self._feed(eng.SpeechEnded(end - start), end)
+    def speech(self, start: float, end: float, hangover: float = 0.0) -> None:
+        """Someone speaks from start to end; the listener says so `hangover` seconds late."""
+        self.at(start + hangover)
+        self._feed(eng.SpeechStarted(start), start + hangover)
+        self.at(end + hangover)
+        self._feed(eng.SpeechEnded(end, end - start), end + hangover)
 
     def logs(self, event: str) -> list[dict]:
         return [c.fields for c in self.commands if isinstance(c, eng.Log) and c.event == event]
@@ -234,10 +235,10 @@ def test_over_max_waits_for_a_pause_then_plays_the_wrap_up():
     h.press("goto:share")
     h.at(3).finish_audio()
     h.at(4)
-    h._feed(eng.SpeechStarted(), 4)
+    h._feed(eng.SpeechStarted(4), 4)
     h.at(150)  # well past warn (63) and max (93), still speaking
     assert "msg:wrap_up" not in h.played() and "msg:reminder" not in h.played()
-    h._feed(eng.SpeechEnded(146), 150)
+    h._feed(eng.SpeechEnded(150, 146), 150)
     h.at(150.9)
     assert "msg:wrap_up" not in h.played()
     h.at(151.1)
@@ -346,7 +347,9 @@ def test_setup_code_chord_is_logged_not_acted_on_by_the_engine():
     assert h.engine.state == eng.IDLE
 
 
-ON_SILENCE = SCRIPT.replace("    say: Welcome.\n", "    say: Welcome.\n    advance: on_silence\n    advance_silence_s: 5\n")
+ON_SILENCE = SCRIPT.replace(
+    "    say: Welcome.\n", "    say: Welcome.\n    advance: on_silence\n    advance_silence_s: 5\n"
+)
 
 
 def test_advance_on_silence_moves_on_after_a_quiet_room_and_waits_while_people_talk():
@@ -376,3 +379,14 @@ def test_an_exercise_cannot_be_advanced_by_listening():
                          '    say: ["Breathe in.", {pause: 2}, "Breathe out."]\n    advance: on_silence\n')
     with pytest.raises(ScriptError, match="step 2 'breathe', field advance"):
         parse_script(bad, "x.yaml")
+
+
+def test_turn_silence_counts_from_the_real_end_of_speech_not_the_late_report():
+    h = Harness(listening=True)
+    h.press("goto:share")
+    h.at(3).finish_audio()
+    h.speech(4, 10, hangover=0.6)  # the listener knows at 10.6 that speech ended at 10.0
+    h.at(12.9)
+    assert h.logs("turn_ended") == []
+    h.at(13.1)
+    assert h.logs("turn_ended")[0]["reason"] == "silence"

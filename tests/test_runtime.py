@@ -3,6 +3,7 @@ and answers the admin page over the control socket."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -100,3 +101,124 @@ def test_missing_render_is_a_clear_error(tmp_path):
                       control=False, listening=False)
     with pytest.raises(ContentError, match="has not been rendered yet: run `circlebox render"):
         runtime.start()
+
+
+def test_a_running_circle_holds_the_lock_the_updater_checks(box_data):
+    from device.update.seams import circle_running_from_lock
+
+    runtime = start_runtime(box_data)
+    loop = threading.Thread(target=runtime.run, daemon=True)
+    loop.start()
+    circle_running = circle_running_from_lock(box_data / "circle.lock")
+    client = ControlClient(socket_path(box_data))
+    try:
+        assert circle_running() is False
+        client.dispatch("next")
+        assert _wait(lambda: client.status()["state"] == "speaking")
+        assert circle_running() is True
+        client.dispatch("stop")
+        assert _wait(lambda: client.status()["state"] == "finished")
+        assert circle_running() is False
+    finally:
+        runtime.stop()
+        loop.join(5)
+        runtime.close()
+
+
+def test_updater_announcements_play_through_the_box(box_data):
+    played: list[str] = []
+    speaker = SilentSpeaker(time.monotonic)
+    real_play = speaker.play
+    speaker.play = lambda sound: (played.append(sound), real_play(sound))
+    runtime = Runtime(make_config(box_data), pin_factory=MockFactory(), speaker=speaker, listening=False)
+    runtime.start()
+    loop = threading.Thread(target=runtime.run, daemon=True)
+    loop.start()
+    client = ControlClient(socket_path(box_data))
+    try:
+        assert client.announce(["bell:chime"], urgent=True)["ok"] is True
+        assert _wait(lambda: played.count("bell:chime") == 2)  # once at start-up, once announced
+        assert client.announce([])["ok"] is False
+    finally:
+        runtime.stop()
+        loop.join(5)
+        runtime.close()
+
+
+def _wait(predicate, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_newly_rendered_version_is_taken_between_circles(box_data):
+    from device.content import cache_dir, ensure_rendered, resolve_script
+
+    runtime = start_runtime(box_data, control=False)
+    try:
+        path = box_data / "scripts" / "three-step-circle.yaml"
+        path.write_text(path.read_text().replace("version: 1", "version: 2").replace(
+            "This circle is now closed.", "This circle is now closed. Go well."))
+        assert runtime.maybe_reload() is False  # saved but not rendered: keep version 1
+        assert runtime.circle.loaded.script.version == 1
+        ensure_rendered(resolve_script("three-step-circle", box_data), cache_dir(box_data), voices_dir=None,
+                        sample_rate=22050, loudness_lufs=-18.0, quiet=True)
+        assert runtime.maybe_reload() is True
+        assert runtime.circle.loaded.script.version == 2
+        assert not [f for f in runtime.box.faults if f.startswith("circle:")]  # the old complaint is gone
+        assert "step:close" in runtime.box.sounds
+    finally:
+        runtime.close()
+
+
+def test_an_installed_content_bundle_with_a_higher_version_is_played(box_data):
+    import shutil
+
+    from device.content import cache_for, resolve_script
+
+    release = box_data / "releases" / "content-7"
+    (release / "scripts").mkdir(parents=True)
+    text = (box_data / "scripts" / "three-step-circle.yaml").read_text().replace("version: 1", "version: 7")
+    (release / "scripts" / "three-step-circle.yaml").write_text(text)
+    shutil.copytree(box_data / "cache", release / "cache")
+    (box_data / "current").mkdir()
+    (box_data / "current" / "content").symlink_to(release)
+    loaded = resolve_script("three-step-circle", box_data)
+    assert loaded.script.version == 7
+    assert cache_for(loaded, box_data) == box_data / "current" / "content" / "cache"
+
+
+MINI = """script: mini
+version: 1
+language: en_US
+voice: en_US-joe-medium
+steps:
+  - id: hello
+    say: Hello.
+messages: {help: Help., reminder: Soon., wrap_up: Thanks., finished: Done., explain: Press.,
+  ready: Ready., resumed: On., action_next: Next., action_skip: Skip., action_repeat: Again.,
+  action_previous: Back., action_pause: Pause., action_help: Help., action_explain: Explain.,
+  action_volume_up: Up., action_volume_down: Down., action_start: Start., action_stop: Stop.,
+  action_setup_code: Code.}
+"""
+
+
+def test_render_paths_refresh_a_set_made_with_other_settings_but_the_runtime_still_plays_it(tmp_path):
+    from audio.render import RenderSettings, render_script
+    from device.content import ensure_rendered, load_circle
+    from device.script import parse_script
+
+    (tmp_path / "mini.yaml").write_text(MINI)
+    loaded = parse_script(MINI, "mini.yaml", tmp_path / "mini.yaml")
+    cache = tmp_path / "cache"
+    render_script(loaded, cache, settings=RenderSettings(loudness_lufs=-18.0))
+    load_circle(loaded, cache)  # a set rendered with other settings still plays
+    before = json.loads((cache / "sets" / "mini.json").read_text())
+    ensure_rendered(loaded, cache, voices_dir=None, sample_rate=22050, loudness_lufs=-20.0, quiet=True)
+    after = json.loads((cache / "sets" / "mini.json").read_text())
+    assert before["meta"]["loudness_lufs"] == -18.0 and after["meta"]["loudness_lufs"] == -20.0
+    assert {p["key"] for p in after["prompts"].values()}.isdisjoint({p["key"] for p in before["prompts"].values()})
+    load_circle(loaded, cache)

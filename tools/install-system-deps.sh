@@ -9,6 +9,8 @@ command -v sox >/dev/null 2>&1 || need="$need sox"
 command -v arecord >/dev/null 2>&1 || need="$need alsa-utils"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"  # image_build.sh lint test
+[ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need="$need fdisk"  # image partition test
 [ -z "$need" ] && exit 0
 echo "installing Debian packages:$need"
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

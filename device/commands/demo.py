@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"Circle: {loaded.script.title or loaded.script.script} (checking rendered prompts...)",
               file=sys.stderr)
         ensure_rendered(loaded, cache_dir(config.data_dir), voices_dir=config.paths.voices_dir,
-                        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs)
+                        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs,
+                        system_voice=config.audio.system_voice, button_names=[b.name for b in config.buttons.map])
     except (ScriptError, ContentError) as exc:
         raise UserFacingError(str(exc)) from exc
     except LookupError as exc:

@@ -1,4 +1,7 @@
-"""`circlebox render [SCRIPT] [--all]`: synthesize a script's prompts into the cache, ahead of time.
+"""`circlebox render [SCRIPT] [--all] [--system-only]`: synthesize prompts into the cache, ahead of time.
+
+The box's own "system" set (setup code, self-test, update messages) is rendered too, unless a
+single SCRIPT is named (a preview); it is a no-op when up to date.
 
 Only what changed is synthesized again; the manifest the box plays from is replaced only when
 every prompt rendered. Heavy imports (the renderer, Piper) happen inside the handler.
@@ -25,6 +28,11 @@ def register(subparsers: Any) -> None:
         "--all",
         action="store_true",
         help="render every script in <data_dir>/scripts and the packaged ones",
+    )
+    parser.add_argument(
+        "--system-only",
+        action="store_true",
+        help="render only the box's own prompts (setup code, self-test, updates), not a script",
     )
     parser.set_defaults(handler=handle)
 
@@ -65,6 +73,37 @@ class _ProgressLine:
             print(line, flush=True)
 
 
+def _render_system(config: Any, cache_dir: Path) -> None:
+    """The box's own prompt set ("system"): setup code, self-test, update messages."""
+    from audio.render import RenderError
+    from audio.voices import VoiceNotFound
+    from device.errors import UserFacingError
+    from device.system_prompts import SYSTEM_SET, render_system_set, system_manifest_path
+
+    try:
+        result = render_system_set(
+            cache_dir,
+            voice_id=config.audio.system_voice,
+            voices_dir=config.paths.voices_dir,
+            sample_rate=config.audio.sample_rate,
+            loudness_lufs=config.audio.loudness_lufs,
+            button_names=[b.name for b in config.buttons.map],
+            progress=_ProgressLine(),
+        )
+    except (VoiceNotFound, RenderError) as exc:
+        raise UserFacingError(f"system prompts (audio.system_voice): {exc}") from exc
+    if result is None:
+        print(f"{SYSTEM_SET}: up to date")
+    else:
+        count = len(result.rendered) + len(result.reused)
+        print(
+            f"{SYSTEM_SET}: {count} prompts: {len(result.rendered)} rendered, "
+            f"{len(result.reused)} reused, {describe_duration(result.audio_seconds)} of audio "
+            f"in {describe_duration(result.elapsed_s)}"
+        )
+    print(f"manifest: {system_manifest_path(cache_dir)}")
+
+
 def handle(args: argparse.Namespace) -> int:
     from audio.cache import cache_dir_for
     from audio.render import RenderError, RenderSettings, render_script
@@ -80,6 +119,11 @@ def handle(args: argparse.Namespace) -> int:
     )
     if args.all and args.script:
         raise UserFacingError("give a SCRIPT or --all, not both")
+    if args.system_only and (args.all or args.script):
+        raise UserFacingError("--system-only renders no script: give no SCRIPT and no --all")
+    if args.system_only:
+        _render_system(config, cache_dir)
+        return 0
     failures: list[str] = []
     targets: list[Path | str] = (
         list(_all_scripts(config.data_dir)) if args.all else [args.script or config.session.script]
@@ -108,6 +152,8 @@ def handle(args: argparse.Namespace) -> int:
             f"in {describe_duration(result.elapsed_s)}"
         )
         print(f"manifest: {result.manifest_path}")
+    if not args.script:  # the box's own circle(s): the box's own prompts too
+        _render_system(config, cache_dir)
     if failures:
         raise UserFacingError(f"{len(failures)} of {len(targets)} scripts could not be rendered")
     return 0

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         events = read_events(args.events, ButtonMap(config.buttons.map))
         cache = cache_dir(config.data_dir)
         ensure_rendered(loaded, cache, voices_dir=config.paths.voices_dir,
-                        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs)
+                        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs,
+                        system_voice=config.audio.system_voice, button_names=[b.name for b in config.buttons.map])
         circle = load_circle(loaded, cache)
     except (ScriptError, EventsError, ContentError) as exc:
         raise UserFacingError(str(exc)) from exc
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.mic:
         mic, listener = _open_listening(args.mic, config)
     usage = UsageStore(args.usage) if args.usage else None
-    args.log.parent.mkdir(parents=True, exist_ok=True)
+    if not args.log.parent.exists():
+        args.log.parent.mkdir(parents=True)
     with args.log.open("w", encoding="utf-8") as handle:
         result = run_simulation(config, circle, events, log_handle=handle, audio_out=args.audio_out,
                                 usage=usage, mic=mic, listener=listener, until=args.until)

@@ -1,0 +1,258 @@
+"""`circlebox bundle`: make keys, build, verify and apply signed update bundles (.cbx).
+
+keygen/build/verify run on any laptop; apply installs into a box root (any directory, so the
+same path is exercised in tests); finish-pending and status are for the box itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+KINDS = ("app", "content", "voice", "language_pack", "config")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bundle", help="signed update bundles: keygen, build, verify, apply")
+    bsub = p.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+
+    k = bsub.add_parser("keygen", help="make a signing key pair (keep the .key off the box)")
+    k.add_argument("--out", type=Path, required=True, help="directory for <name>.key and <name>.pub")
+    k.add_argument("--name", default="circlebox-signing")
+    k.set_defaults(handler=_keygen)
+
+    b = bsub.add_parser("build", help="build and sign a bundle from a directory or a script")
+    b.add_argument("src", nargs="?", type=Path, help="directory whose files become the payload")
+    b.add_argument("--script", type=Path, help="a circle script (with --cache: its rendered prompts)")
+    b.add_argument("--cache", type=Path, help="the prompt cache the script was rendered into")
+    b.add_argument("--key", type=Path, required=True, help="private key (.key)")
+    b.add_argument("--kind", choices=KINDS, required=True)
+    b.add_argument("--version", type=int, required=True, help="integer, higher than the installed one")
+    b.add_argument(
+        "--min-installed",
+        type=int,
+        default=0,
+        help="the box must already have at least this version of the kind",
+    )
+    b.add_argument("--compatible", default=None, help="device family (default circlebox-pi-v1)")
+    b.add_argument("--description", default="")
+    b.add_argument("--out", type=Path, required=True, help="the .cbx file to write")
+    b.set_defaults(handler=_build)
+
+    v = bsub.add_parser("verify", help="check a bundle completely; says exactly what is wrong")
+    v.add_argument("file", type=Path)
+    _key_args(v)
+    v.add_argument("--compatible", default=None, help="also require this compatible string")
+    v.set_defaults(handler=_verify)
+
+    a = bsub.add_parser("apply", help="install a bundle into a box root (default: the data dir)")
+    a.add_argument("file", type=Path)
+    _box_args(a)
+    a.set_defaults(handler=_apply)
+
+    f = bsub.add_parser("finish-pending", help="switch to staged releases (after a circle, at boot)")
+    _box_args(f)
+    f.set_defaults(handler=_finish)
+
+    s = bsub.add_parser("status", help="installed, staged and refused versions, and the last result")
+    s.add_argument("--root", type=Path, help="box root (default: the data dir)")
+    s.set_defaults(handler=_status)
+
+
+def _key_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--pubkey", type=Path, help="trust this one public key")
+    g.add_argument("--keys-dir", type=Path, help="trust every *.pub here (default /etc/circlebox/keys)")
+
+
+def _box_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, help="box root (default: the data dir)")
+    _key_args(p)
+    p.add_argument("--compatible", default=None, help="this box's compatible string")
+    p.add_argument(
+        "--system",
+        action="store_true",
+        help="on the box: restart circlebox.service and wait for systemd's health verdict",
+    )
+    p.add_argument("--restart-cmd", help="command run to restart after the switch (default: none)")
+    p.add_argument("--health-cmd", help="command that exits 0 when the new release is ready")
+    p.add_argument("--circle-lock", type=Path, help="lock file a running circle holds")
+    p.add_argument("--ready-timeout", type=float, default=30.0)
+    p.add_argument("--stay-up", type=float, default=15.0)
+
+
+def _root(args: argparse.Namespace) -> Path:
+    if args.root:
+        return args.root
+    from device.commands import load_cli_config
+
+    return load_cli_config(args).data_dir
+
+
+def _make_box(args: argparse.Namespace):
+    from device.control import socket_path
+    from device.errors import UserFacingError
+    from device.update.announce import BoxAnnouncer, PrintAnnouncer
+    from device.update.box import Box, Seams, box_compatible
+    from device.update.factory import CIRCLE_LOCK, real_box
+    from device.update.keys import KeyFileError, load_trusted_keys
+    from device.update.seams import circle_running_from_lock
+
+    root = _root(args)
+    try:
+        if args.system:
+            box = real_box(root, BoxAnnouncer(socket_path(root)), args.keys_dir, args.pubkey)  # the box speaks
+        else:
+            seams = Seams(
+                announcer=PrintAnnouncer(),
+                circle_running=circle_running_from_lock(args.circle_lock or root / CIRCLE_LOCK),
+            )
+            if args.restart_cmd:
+                seams.restart = lambda kind: subprocess.run(shlex.split(args.restart_cmd), check=False)
+            if args.health_cmd:
+                seams.health = lambda: subprocess.run(shlex.split(args.health_cmd), check=False).returncode == 0
+            box = Box(root=root, trusted_keys=load_trusted_keys(args.keys_dir, args.pubkey), seams=seams)
+    except KeyFileError as exc:
+        raise UserFacingError(str(exc)) from exc
+    if not box.trusted_keys:
+        raise UserFacingError("no trusted public keys (give --pubkey or --keys-dir)")
+    box.compatible = args.compatible or box_compatible()
+    box.ready_timeout_s = args.ready_timeout
+    # Nothing to watch without a real health check: no point waiting.
+    box.stay_up_s = args.stay_up if (args.system or args.health_cmd) else 0.0
+    return box
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from device.errors import UserFacingError
+    from device.update.keys import KeyFileError, generate_keypair, key_id, load_public_key
+
+    try:
+        priv, pub = generate_keypair(args.out, args.name)
+    except KeyFileError as exc:
+        raise UserFacingError(str(exc)) from exc
+    print(f"private key: {priv} (mode 0600; keep it off the box, back it up offline)")
+    print(
+        f"public key:  {pub} (key id {key_id(load_public_key(pub))}; "
+        "install it in /etc/circlebox/keys on the box image)"
+    )
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from device.errors import UserFacingError
+    from device.update.builder import BuildError, build_bundle, files_of_dir, files_of_script
+    from device.update.keys import KeyFileError, load_private_key
+    from device.update.manifest import DEFAULT_COMPATIBLE
+
+    if (args.src is None) == (args.script is None) or (args.script and not args.cache):
+        raise UserFacingError("give either a source directory, or --script FILE --cache DIR")
+    try:
+        key = load_private_key(args.key)
+        files = files_of_script(args.script, args.cache) if args.script else files_of_dir(args.src)
+        manifest = build_bundle(
+            args.out,
+            files,
+            key,
+            kind=args.kind,
+            version=args.version,
+            min_installed=args.min_installed,
+            description=args.description,
+            compatible=args.compatible or DEFAULT_COMPATIBLE,
+        )
+    except (BuildError, KeyFileError, OSError) as exc:
+        raise UserFacingError(str(exc)) from exc
+    print(
+        f"{args.out}: {manifest.kind} version {manifest.version} for {manifest.compatible}, "
+        f"{len(manifest.files)} files, {manifest.total_size} bytes"
+    )
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from device.errors import UserFacingError
+    from device.update.box import Box
+    from device.update.errors import Refusal
+    from device.update.installer import verify_bundle
+    from device.update.keys import KeyFileError, load_trusted_keys
+
+    try:
+        keys = load_trusted_keys(args.keys_dir, args.pubkey)
+    except KeyFileError as exc:
+        raise UserFacingError(str(exc)) from exc
+    try:
+        manifest = verify_bundle(args.file, Box(root=Path("."), trusted_keys=keys), args.compatible)
+    except Refusal as exc:
+        print(f"{args.file}: REFUSED {exc.code}: {exc.detail}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        raise UserFacingError(f"{args.file}: {exc.strerror or exc}") from exc
+    print(
+        f"{args.file}: OK: {manifest.kind} version {manifest.version} "
+        f"(needs {manifest.min_installed_version}+) for {manifest.compatible}, "
+        f"{len(manifest.files)} files, {manifest.total_size} bytes, created {manifest.created}"
+    )
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from device.update.installer import apply_bundle
+
+    result = apply_bundle(args.file, _make_box(args))
+    print(json.dumps(result.to_dict(), sort_keys=True))
+    return 0 if result.ok else 1
+
+
+def _finish(args: argparse.Namespace) -> int:
+    from device.update.installer import finish_pending
+
+    results = finish_pending(_make_box(args))
+    for result in results:
+        print(json.dumps(result.to_dict(), sort_keys=True))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from device.update.box import box_compatible
+    from device.update.state import load_last_result, load_state
+
+    root = _root(args)
+    state = load_state(root)
+    print(
+        json.dumps(
+            {
+                "compatible": box_compatible(),
+                "root": str(root),
+                **state.model_dump(mode="json"),
+                "last_result": load_last_result(root),
+            },
+            indent=1,
+            sort_keys=True,
+        )
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m device.commands.bundle ...`: the updater alone, without the other commands
+    (what the crash tests run, and a fallback on a box whose other commands are broken)."""
+    from device.errors import UserFacingError
+
+    parser = argparse.ArgumentParser(prog="circlebox")
+    parser.add_argument("--config", metavar="FILE")
+    parser.add_argument("--data", metavar="DIR")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserFacingError as exc:
+        print(f"circlebox: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

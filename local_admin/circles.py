@@ -1,0 +1,638 @@
+"""The circle editor: list, create, copy, edit, delete, listen, save (render), versions, files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+
+from device.config import ConfigError
+from device.fsutil import atomic_write_bytes
+from device.script import LoadedScript, Recording, ScriptError, parse_script
+from local_admin import backends, state, store
+from local_admin.jobs import release_memory
+from local_admin.settings import save_layer
+
+bp = Blueprint("circles", __name__, url_prefix="/circles")
+
+PREVIEW_SET = "_admin-preview"  # not a valid script id, so never mistaken for a circle's set
+AUDIO_TYPES = (".wav", ".mp3", ".ogg", ".oga", ".flac")
+MAX_RECORDING_S = 15 * 60
+LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
+
+
+def _voices() -> list[Any]:
+    return state().voices()[0]
+
+
+def _cache_dir() -> Path:
+    return state().data_dir / "cache"
+
+
+def _render_settings() -> Any:
+    from audio.render import RenderSettings
+
+    audio = state().config.audio
+    return RenderSettings(sample_rate=audio.sample_rate, loudness_lufs=audio.loudness_lufs)
+
+
+# -- list
+
+
+@bp.route("/")
+def index():
+    st = state()
+    circles = store.list_circles(st.data_dir)
+    return render_template(
+        "circles.html", circles=circles, active=st.config.session.script, errors={}, form={}
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    if request.method == "GET":
+        form = {
+            "script": "",
+            "title": "",
+            "language": "en_US",
+            "voice": _default_voice(),
+            "steps": [store.new_step(0)],
+        }
+        return _editor(form, is_new=True)
+    return _handle_post(None)
+
+
+def _default_voice() -> str:
+    voices = _voices()
+    return voices[0].id if voices else ""
+
+
+@bp.route("/<script_id>/copy", methods=["POST"])
+def copy(script_id: str):
+    st = state()
+    try:
+        loaded = store.load(st.data_dir, script_id)
+    except ScriptError:
+        abort(404)
+    new_id = request.form.get("new_id", "").strip()
+    errors = {}
+    if not store.valid_id(new_id):
+        errors["new_id"] = "use lower-case letters, digits, - and _ (up to 40), like my-circle"
+    elif store.find_path(st.data_dir, new_id):
+        errors["new_id"] = f"there is already a circle called {new_id}"
+    if errors:
+        circles = store.list_circles(st.data_dir)
+        return render_template(
+            "circles.html",
+            circles=circles,
+            active=st.config.session.script,
+            errors=errors,
+            form={"copy_of": script_id, "new_id": new_id},
+        ), 400
+    data = store.raw_dict(loaded.text)
+    data["script"] = new_id
+    data["version"] = 1
+    if data.get("title"):
+        data["title"] = f"{data['title']} (copy)"[:120]
+    form = store.script_to_form(data)
+    flash(f"This is a copy of {script_id}. Check it and press Save to keep it.", "info")
+    return _editor(form, is_new=True)
+
+
+@bp.route("/<script_id>/delete", methods=["POST"])
+def delete(script_id: str):
+    st = state()
+    if script_id == st.config.session.script:
+        flash("This circle is the one the box runs. Choose another one first.", "error")
+    elif request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm deleting.", "error")
+    elif store.delete(st.data_dir, script_id):
+        flash(f"Deleted {script_id}. Its earlier versions are kept and can be restored.", "ok")
+    else:
+        flash("Only circles written on this box can be deleted (built-in ones stay).", "error")
+    return redirect(url_for("circles.index"))
+
+
+@bp.route("/<script_id>/use", methods=["POST"])
+def use(script_id: str):
+    st = state()
+    if store.find_path(st.data_dir, script_id) is None:
+        abort(404)
+    try:
+        save_layer({"session": {"script": script_id}})
+    except ConfigError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"The box will run {script_id} from its next circle.", "ok")
+    return redirect(url_for("circles.index"))
+
+
+# -- import / export / history
+
+
+@bp.route("/import", methods=["POST"])
+def import_file():
+    st = state()
+    upload = request.files.get("file")
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if upload is None or not upload.filename:
+        errors["file"] = "choose a .yaml circle file"
+    else:
+        try:
+            text = upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            errors["file"] = "this file is not text (UTF-8); export it again as YAML"
+        else:
+            try:
+                loaded = parse_script(text, upload.filename)
+            except ScriptError as exc:
+                errors["file"] = "this circle has problems; nothing was saved"
+                general = exc.problems
+            else:
+                voice_problem = _voice_problem(loaded.script.voice)
+                if voice_problem:
+                    errors["file"] = f"voice: {voice_problem}"
+                else:
+                    script_id = loaded.script.script
+                    version = store.next_version(st.data_dir, script_id)
+                    text = store.with_version(text, version)
+                    return _start_save(script_id, version, text)
+    circles = store.list_circles(st.data_dir)
+    return render_template(
+        "circles.html",
+        circles=circles,
+        active=st.config.session.script,
+        errors=errors,
+        form={},
+        problems=general,
+    ), 400
+
+
+@bp.route("/<script_id>/export")
+def export(script_id: str):
+    try:
+        loaded = store.load(state().data_dir, script_id)
+    except ScriptError:
+        abort(404)
+    return Response(
+        loaded.text,
+        mimetype="application/x-yaml",
+        headers={"Content-Disposition": f'attachment; filename="{script_id}.yaml"'},
+    )
+
+
+@bp.route("/<script_id>/history")
+def history(script_id: str):
+    st = state()
+    if not store.valid_id(script_id):
+        abort(404)
+    items = store.history(st.data_dir, script_id)
+    current = None
+    path = store.find_path(st.data_dir, script_id)
+    if path is not None:
+        try:
+            current = store.load(st.data_dir, script_id).script.version
+        except ScriptError:
+            current = None
+    if not items and path is None:
+        abort(404)
+    return render_template("history.html", script_id=script_id, items=items, current=current)
+
+
+@bp.route("/<script_id>/history/<name>")
+def history_file(script_id: str, name: str):
+    path = store.history_file(state().data_dir, script_id, name)
+    if path is None:
+        abort(404)
+    return Response(path.read_text(encoding="utf-8"), mimetype="text/plain; charset=utf-8")
+
+
+@bp.route("/<script_id>/restore", methods=["POST"])
+def restore(script_id: str):
+    st = state()
+    path = store.history_file(st.data_dir, script_id, request.form.get("name", ""))
+    if path is None:
+        abort(404)
+    text = path.read_text(encoding="utf-8")
+    try:
+        parse_script(text, path.name)
+    except ScriptError as exc:
+        flash("That version cannot be used any more: " + "; ".join(exc.problems), "error")
+        return redirect(url_for("circles.history", script_id=script_id))
+    version = store.next_version(st.data_dir, script_id)
+    return _start_save(script_id, version, store.with_version(text, version))
+
+
+# -- editor
+
+
+@bp.route("/<script_id>/edit", methods=["GET", "POST"])
+def edit(script_id: str):
+    st = state()
+    if request.method == "POST":
+        return _handle_post(script_id)
+    draft = store.draft_path(st.data_dir, script_id)
+    note = None
+    if draft.exists() and st.renders.active_for(script_id) is None:
+        text = draft.read_text(encoding="utf-8")
+        note = (
+            "These are your last changes, which were not saved because rendering failed. "
+            "Save again, or discard them."
+        )
+    else:
+        path = store.find_path(st.data_dir, script_id)
+        if path is None:
+            abort(404)
+        text = path.read_text(encoding="utf-8")  # shown as is: Check or Save names any problem
+    form = store.script_to_form(store.raw_dict(text))
+    return _editor(form, is_new=False, draft_note=note)
+
+
+@bp.route("/<script_id>/discard-draft", methods=["POST"])
+def discard_draft(script_id: str):
+    if store.valid_id(script_id):
+        store.draft_path(state().data_dir, script_id).unlink(missing_ok=True)
+    return redirect(url_for("circles.edit", script_id=script_id))
+
+
+def _editor(
+    form: dict,
+    *,
+    is_new: bool,
+    errors: dict | None = None,
+    general: list | None = None,
+    listen: dict | None = None,
+    draft_note: str | None = None,
+    status: int = 200,
+    focus: int | None = None,
+):
+    st = state()
+    job = st.renders.active_for(form["script"]) if form.get("script") else None
+    return render_template(
+        "editor.html",
+        form=form,
+        is_new=is_new,
+        errors=errors or {},
+        general=general or [],
+        kinds=store.KINDS,
+        bells=store.BELLS,
+        between=store.BETWEEN,
+        turn_fields=store.TURN_FIELDS,
+        voices=_voices(),
+        listen=listen or {},
+        draft_note=draft_note,
+        job=job,
+        active=st.config.session.script,
+        focus=focus,
+    ), status
+
+
+def _voice_problem(voice: str | None) -> str | None:
+    if not voice:
+        return None
+    ids = [v.id for v in _voices()]
+    if voice not in ids:
+        return f"unknown voice '{voice}'; this box has: {', '.join(ids) or 'no voices'}"
+    return None
+
+
+def _build(form: dict, is_new: bool, script_id: str | None) -> tuple[dict, dict, list, int, dict]:
+    """Form -> (script dict, field errors, general problems, version, base dict)."""
+    st = state()
+    errors: dict[str, str] = {}
+    target = form["script"] if is_new else script_id
+    base: dict = {}
+    if not is_new and script_id:
+        path = store.find_path(st.data_dir, script_id)
+        if path is not None:
+            base = store.raw_dict(path.read_text(encoding="utf-8"))
+        form["script"] = script_id
+    if is_new:
+        if not store.valid_id(form["script"]):
+            errors["script"] = "use lower-case letters, digits, - and _ (up to 40), like my-circle"
+        elif store.find_path(st.data_dir, form["script"]):
+            errors["script"] = (
+                f"there is already a circle called {form['script']}; choose another name"
+            )
+    if not LANGUAGE.match(form["language"]):
+        errors["language"] = "a language code like en_US, sw or ko_KR"
+    problem = _voice_problem(form["voice"])
+    if problem:
+        errors["voice"] = problem
+    version = store.next_version(st.data_dir, target) if store.valid_id(target or "") else 1
+    data = store.form_to_script(form, base, version, errors)
+    return data, errors, [], version, base
+
+
+def _validate(data: dict, form: dict, errors: dict) -> tuple[LoadedScript | None, list[str]]:
+    text = store.dump_yaml(data)
+    try:
+        loaded = parse_script(text, data.get("script") or "circle")
+    except ScriptError as exc:
+        fields, general = store.problems_to_fields(exc.problems, form)
+        for key, msg in fields.items():
+            errors.setdefault(key, msg)
+        return None, general
+    missing = _missing_recordings(loaded)
+    for index, name in missing:
+        errors.setdefault(f"s{index}_text", f"the recording {name} is not on the box; upload it")
+    return (None if missing else loaded), []
+
+
+def _missing_recordings(loaded: LoadedScript) -> list[tuple[int, str]]:
+    rec_dir = store.recordings_dir(state().data_dir)
+    missing = []
+    for index, step in enumerate(loaded.script.steps):
+        for field_name in ("say", "prompt"):
+            for part in getattr(step, field_name, None) or ():
+                if isinstance(part, Recording) and not (rec_dir / part.audio).is_file():
+                    missing.append((index, part.audio))
+    return missing
+
+
+def _handle_post(script_id: str | None):
+    is_new = script_id is None
+    form = store.form_from_request(request.form)
+    if not is_new:
+        form["script"] = script_id
+    op = request.form.get("op", "check")
+    errors: dict[str, str] = {}
+    _take_uploads(form, errors)
+    # Structure edits: no validation, just the changed form back (works without JavaScript).
+    kind_match = re.match(r"^(add|del|up|down|listen):?(\d*)$", op)
+    if kind_match and kind_match[1] != "listen":
+        action, index = kind_match[1], int(kind_match[2] or -1)
+        steps = form["steps"]
+        focus = index if action in ("up", "down") else None
+        if action == "add":
+            kind = request.form.get("new_kind", "say")
+            taken = {s["id"] for s in steps}
+            steps.append(store.new_step(len(steps), kind if kind in store.KINDS else "say", taken))
+            focus = len(steps) - 1
+        elif 0 <= index < len(steps):
+            if action == "del":
+                steps.pop(index)
+            elif action == "up" and index > 0:
+                steps[index - 1], steps[index] = steps[index], steps[index - 1]
+                focus = index - 1
+            elif action == "down" and index < len(steps) - 1:
+                steps[index + 1], steps[index] = steps[index], steps[index + 1]
+                focus = index + 1
+        return _editor(form, is_new=is_new, errors=errors, focus=focus)
+    if kind_match and kind_match[1] == "listen":
+        index = int(kind_match[2] or 0)
+        url, problem = _preview(form, index, errors)
+        listen = {"index": index, "url": url, "error": problem}
+        return _editor(
+            form, is_new=is_new, errors=errors, listen=listen, status=200 if url else 400
+        )
+    data, build_errors, _general, version, _base = _build(form, is_new, script_id)
+    errors.update(build_errors)
+    loaded, general = _validate(data, form, errors)
+    if errors or general or loaded is None:
+        return _editor(form, is_new=is_new, errors=errors, general=general, status=400)
+    if op == "check":
+        flash("No problems found. Press Save to keep it and make it ready for the box.", "ok")
+        return _editor(form, is_new=is_new)
+    return _start_save(loaded.script.script, version, loaded.text)
+
+
+def _take_uploads(form: dict, errors: dict) -> None:
+    """A recording uploaded for a step replaces the step's text with that recording."""
+    for index, step in enumerate(form["steps"]):
+        upload = request.files.get(f"s{index}_recording")
+        if upload is None or not upload.filename:
+            continue
+        try:
+            name = save_recording(
+                upload.read(),
+                upload.filename,
+                form["script"] or "circle",
+                step["id"] or f"step{index + 1}",
+            )
+        except ValueError as exc:
+            errors[f"s{index}_recording"] = str(exc)
+        else:
+            step["text"] = f"[recording {name}]"
+
+
+def save_recording(data: bytes, filename: str, script_id: str, step_id: str) -> str:
+    """Check, decode and normalise an uploaded recording; store it as a WAV; return its name."""
+    import numpy as np
+    import soundfile
+
+    from audio import loudness
+    from audio.cache import wav_bytes
+    from audio.render import _resample
+
+    if not filename.lower().endswith(AUDIO_TYPES):
+        raise ValueError("use a WAV, MP3, OGG or FLAC file")
+    if len(data) < 100:
+        raise ValueError("this file is empty or too short to be a recording")
+    try:
+        samples, rate = soundfile.read(io.BytesIO(data), dtype="float64", always_2d=True)
+    except Exception as exc:
+        raise ValueError(
+            f"this file cannot be read as sound ({type(exc).__name__}); save it again as WAV or MP3"
+        ) from exc
+    if samples.size == 0 or rate <= 0:
+        raise ValueError("this recording is empty")
+    seconds = samples.shape[0] / rate
+    if seconds < 0.3:
+        raise ValueError("this recording is shorter than a third of a second")
+    if seconds > MAX_RECORDING_S:
+        raise ValueError(f"this recording is {seconds / 60:.0f} minutes; keep one under 15")
+    mono = samples.mean(axis=1)
+    if not np.any(np.abs(mono) > 1e-4):
+        raise ValueError("this recording is silent")
+    target = state().config.audio.sample_rate
+    mono = _resample(mono, int(rate), target)
+    mono = loudness.normalise(mono, target, state().config.audio.loudness_lufs)
+    wav = wav_bytes(loudness.to_pcm16(loudness.fade(mono, target)), target)
+    digest = hashlib.sha256(wav).hexdigest()[:10]
+    safe_step = re.sub(r"[^a-z0-9_-]", "-", step_id.lower())[:40] or "step"
+    safe_script = re.sub(r"[^a-z0-9_-]", "-", script_id.lower())[:40] or "circle"
+    name = f"{safe_script}-{safe_step}-{digest}.wav"
+    atomic_write_bytes(store.recordings_dir(state().data_dir) / name, wav)
+    return name
+
+
+# -- listen
+
+
+def _preview(form: dict, index: int, errors: dict) -> tuple[str | None, str | None]:
+    """Render one step's main prompt into the cache; returns (URL of the WAV, problem)."""
+    if not 0 <= index < len(form["steps"]):
+        return None, "no such step"
+    step = form["steps"][index]
+    if step["kind"] == "bell":
+        return None, "a bell step has no words to listen to"
+    problem = _voice_problem(form["voice"])
+    if problem:
+        errors["voice"] = problem
+        return None, problem
+    number_errors: dict[str, str] = {}
+    one = dict(form, steps=[step])
+    data = store.form_to_script(one, {}, 1, number_errors)
+    data["script"] = "preview"
+    if not data["language"].startswith("en"):
+        data["messages"] = {m: "." for m in ("help", "wrap_up", "reminder", "finished")}
+    try:
+        loaded = parse_script(store.dump_yaml(data), "preview")
+    except ScriptError as exc:
+        fields, general = store.problems_to_fields(exc.problems, one)
+        for key, msg in fields.items():
+            errors.setdefault(key.replace("s0_", f"s{index}_", 1), msg)
+        return None, "; ".join(general) or "fix the marked field first"
+    parts = loaded.script.prompts().get(f"step:{step['id']}")
+    if not parts:
+        return None, "this step has nothing to say yet"
+    missing = _missing_recordings(loaded)
+    if missing:
+        errors[f"s{index}_text"] = f"the recording {missing[0][1]} is not on the box; upload it"
+        return None, errors[f"s{index}_text"]
+    from audio.render import RenderError, render_prompt_set
+    from audio.voices import VoiceNotFound
+
+    st = state()
+    try:
+        with st.preview_lock:  # one Piper at a time; the manifest is read right after writing
+            result = render_prompt_set(
+                PREVIEW_SET,
+                {"preview": parts},
+                loaded.script.voice,
+                _cache_dir(),
+                voices_dir=st.config.paths.voices_dir,
+                recordings_dir=store.recordings_dir(st.data_dir),
+                settings=_render_settings(),
+            )
+            manifest = json.loads(result.manifest_path.read_text(encoding="utf-8"))
+            del result
+            release_memory()
+    except (RenderError, VoiceNotFound, ValueError, OSError) as exc:
+        return None, f"could not make the sound: {exc}"
+    key = manifest["prompts"]["preview"]["key"]
+    return url_for("circles.audio", key=key), None
+
+
+@bp.route("/<script_id>/listen.json", methods=["POST"])
+@bp.route("/new/listen.json", methods=["POST"], defaults={"script_id": None})
+def listen_json(script_id: str | None):
+    form = store.form_from_request(request.form)
+    if script_id:
+        form["script"] = script_id
+    errors: dict[str, str] = {}
+    try:
+        index = int(request.args.get("step", request.form.get("step", "0")))
+    except ValueError:
+        index = -1
+    _take_uploads(form, errors)
+    url, problem = _preview(form, index, errors)
+    if url is None:
+        return jsonify(error=problem, fields=errors), 400
+    return jsonify(url=url)
+
+
+@bp.route("/audio/<key>.wav")
+def audio(key: str):
+    if not re.fullmatch(r"[0-9a-f]{16,128}", key):
+        abort(404)
+    path = _cache_dir() / "prompts" / f"{key}.wav"
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="audio/wav", conditional=True, max_age=3600)
+
+
+@bp.route("/recordings/<name>")
+def recording(name: str):
+    if not re.fullmatch(r"[a-z0-9_-]+\.wav", name):
+        abort(404)
+    path = store.recordings_dir(state().data_dir) / name
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="audio/wav", conditional=True)
+
+
+# -- save: render in the background, then switch ---------------------------------------------------
+
+
+def _start_save(script_id: str, version: int, text: str):
+    st = state()
+    data_dir = st.data_dir
+    running = st.renders.active_for(script_id)
+    if running is not None:  # one save at a time per circle, so versions never collide
+        flash("This circle is still being saved. Wait for it to finish, then save again.", "error")
+        return redirect(url_for("circles.job", job_id=running.id))
+    store.write_draft(data_dir, script_id, text)  # kept if rendering fails: nothing is lost
+    live_path = data_dir / "scripts" / f"{script_id}.yaml"
+    loaded = parse_script(text, str(live_path), live_path)
+
+    if (
+        getattr(st.render_script, "__name__", "") == "_real_render_script"
+        and not backends.render_available()
+    ):
+        store.activate(data_dir, script_id, text)
+        flash(
+            f"Saved version {version}. The renderer is not installed here, so the prompts "
+            "were not rendered.",
+            "error",
+        )
+        return redirect(url_for("circles.edit", script_id=script_id))
+
+    settings = _render_settings()
+    cache_dir = _cache_dir()
+    voices_dir = st.config.paths.voices_dir
+    render_script = st.render_script
+
+    def work(job):
+        def progress(done: int, total: int, prompt_id: str, reused: bool) -> None:
+            job.total, job.done, job.current = total, done, prompt_id
+            job.reused += 1 if reused else 0
+
+        job.total = len(loaded.script.prompts())
+        result = render_script(
+            loaded, cache_dir, voices_dir=voices_dir, settings=settings, progress=progress
+        )
+        store.activate(data_dir, script_id, text)
+        return (
+            f"Version {version} is ready: {len(result.rendered)} prompts rendered, "
+            f"{len(result.reused)} reused."
+        )
+
+    job = st.renders.submit(script_id, version, work)
+    return redirect(url_for("circles.job", job_id=job.id))
+
+
+@bp.route("/jobs/<job_id>")
+def job(job_id: str):
+    item = state().renders.get(job_id)
+    if item is None:
+        abort(404)
+    return render_template("job.html", job=item)
+
+
+@bp.route("/jobs/<job_id>.json")
+def job_json(job_id: str):
+    item = state().renders.get(job_id)
+    if item is None:
+        return jsonify(error="no such job"), 404
+    data = item.as_dict()
+    data["edit_url"] = url_for("circles.edit", script_id=item.script)
+    return jsonify(data)

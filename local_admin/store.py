@@ -1,0 +1,600 @@
+"""Circles (session scripts) on disk, their versions, and the editor's form <-> YAML mapping.
+
+User scripts: `<data_dir>/scripts/<id>.yaml` (the live version, what the box plays).
+Earlier versions: `<data_dir>/scripts/.history/<id>/<version>-<timestamp>.yaml`.
+A save that is waiting for its prompts to render: `<data_dir>/scripts/.drafts/<id>.yaml`;
+it replaces the live file only once every prompt is rendered.
+Recordings: `<data_dir>/scripts/recordings/` (where `LoadedScript.recordings_dir` looks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from device.fsutil import atomic_write_text
+from device.script import (
+    STEP_ID,
+    LoadedScript,
+    Pause,
+    Recording,
+    ScriptError,
+    load_script,
+    packaged_scripts_dir,
+    parse_script,
+)
+
+KINDS = {
+    "say": "Speak (then wait for NEXT)",
+    "exercise": "Guided exercise (with pauses)",
+    "round": "Round (each person in turn)",
+    "timer": "Timer (discussion or break-out)",
+    "bell": "Bell",
+}
+BELLS = ("soft_bell", "bell", "warn_bell", "end_bell", "chime")
+BETWEEN = ("soft_bell", "bell", "chime", "none")
+TURN_FIELDS = {  # form field -> (label, default, schema key)
+    "count": ("People (turns)", "", "count"),
+    "end_on_silence_s": ("Turn ends after silence (s)", 3, "end_on_silence_s"),
+    "pass_on_silence_s": ("Counts as a pass after silence (s)", 10, "pass_on_silence_s"),
+    "warn_s": ("Gentle reminder after (s)", 105, "warn_s"),
+    "max_s": ("Wrap-up after (s)", 180, "max_s"),
+}
+MARKER = re.compile(r"\[(pause|recording)\s+([^\]]+?)\s*\]", re.IGNORECASE)
+
+
+def scripts_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "scripts"
+
+
+def recordings_dir(data_dir: Path) -> Path:
+    return scripts_dir(data_dir) / "recordings"
+
+
+def valid_id(script_id: str) -> bool:
+    return bool(STEP_ID.match(script_id or ""))
+
+
+@dataclass
+class CircleInfo:
+    id: str
+    title: str
+    version: int | None
+    language: str
+    steps: int
+    packaged: bool  # only the packaged copy exists (editing saves a copy in the data folder)
+    error: str | None
+    draft: bool
+
+
+def _user_path(data_dir: Path, script_id: str) -> Path:
+    return scripts_dir(data_dir) / f"{script_id}.yaml"
+
+
+def draft_path(data_dir: Path, script_id: str) -> Path:
+    return scripts_dir(data_dir) / ".drafts" / f"{script_id}.yaml"
+
+
+def history_dir(data_dir: Path, script_id: str) -> Path:
+    return scripts_dir(data_dir) / ".history" / script_id
+
+
+def find_path(data_dir: Path, script_id: str) -> Path | None:
+    if not valid_id(script_id):
+        return None
+    for path in (_user_path(data_dir, script_id), packaged_scripts_dir() / f"{script_id}.yaml"):
+        if path.exists():
+            return path
+    return None
+
+
+def list_circles(data_dir: Path) -> list[CircleInfo]:
+    seen: dict[str, CircleInfo] = {}
+    for directory, packaged in ((scripts_dir(data_dir), False), (packaged_scripts_dir(), True)):
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.yaml")):
+            script_id = path.stem
+            if script_id in seen or not valid_id(script_id):
+                continue
+            info = _info(path, script_id, packaged)
+            info.draft = draft_path(data_dir, script_id).exists()
+            seen[script_id] = info
+    drafts = scripts_dir(data_dir) / ".drafts"
+    for path in sorted(drafts.glob("*.yaml")) if drafts.is_dir() else ():
+        if path.stem not in seen and valid_id(path.stem):  # a new circle whose first save failed
+            raw = raw_dict(path.read_text(encoding="utf-8"))
+            steps = raw.get("steps") if isinstance(raw.get("steps"), list) else []
+            title = str(raw.get("title") or path.stem)
+            seen[path.stem] = CircleInfo(path.stem, title, None, str(raw.get("language", "?")),
+                                         len(steps), False, "not saved yet", True)
+    return sorted(seen.values(), key=lambda c: c.title.lower())
+
+
+def _info(path: Path, script_id: str, packaged: bool) -> CircleInfo:
+    """A circle's summary, parsed once per version of its file (the list page is hot)."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    cached = _INFO_CACHE.get(key)
+    if cached is None:
+        try:
+            s = load_script(path).script
+            cached = CircleInfo(
+                s.script,
+                s.title or s.script,
+                s.version,
+                s.language,
+                len(s.steps),
+                packaged,
+                None,
+                False,
+            )
+        except ScriptError as exc:
+            problem = exc.problems[0] if exc.problems else str(exc)
+            cached = CircleInfo(script_id, script_id, None, "?", 0, packaged, problem, False)
+        if len(_INFO_CACHE) > 500:
+            _INFO_CACHE.clear()
+        _INFO_CACHE[key] = cached
+    return CircleInfo(**{**cached.__dict__, "packaged": packaged})
+
+
+def load(data_dir: Path, script_id: str) -> LoadedScript:
+    path = find_path(data_dir, script_id)
+    if path is None:
+        raise ScriptError(script_id, ["no such circle"])
+    return load_script(path)
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on the Pi
+_INFO_CACHE: dict[tuple[str, int, int], CircleInfo] = {}
+
+
+def raw_dict(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a safe loader (libyaml when present)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def history(data_dir: Path, script_id: str) -> list[dict[str, Any]]:
+    directory = history_dir(data_dir, script_id)
+    out = []
+    if directory.is_dir():
+        for path in directory.glob("*.yaml"):
+            match = re.match(r"^(\d+)-(\d+)\.yaml$", path.name)
+            if match:
+                out.append(
+                    {
+                        "name": path.name,
+                        "version": int(match[1]),
+                        "saved_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(match[2]))),
+                    }
+                )
+    return sorted(out, key=lambda h: (h["version"], h["name"]), reverse=True)
+
+
+def history_file(data_dir: Path, script_id: str, name: str) -> Path | None:
+    if not valid_id(script_id) or not re.match(r"^\d+-\d+\.yaml$", name or ""):
+        return None
+    path = history_dir(data_dir, script_id) / name
+    return path if path.exists() else None
+
+
+def next_version(data_dir: Path, script_id: str) -> int:
+    versions = [h["version"] for h in history(data_dir, script_id)]
+    path = find_path(data_dir, script_id)
+    if path is not None:
+        with contextlib.suppress(ScriptError):
+            versions.append(load_script(path).script.version)
+    return max(versions, default=0) + 1
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def with_version(text: str, version: int) -> str:
+    """The script text with its version set (keeps the therapist's layout where it can)."""
+    pattern = re.compile(r"^version:\s*\d+\s*$", re.MULTILINE)
+    if pattern.search(text):
+        return pattern.sub(f"version: {version}", text, count=1)
+    data = raw_dict(text)
+    data["version"] = version
+    return dump_yaml(data)
+
+
+def write_draft(data_dir: Path, script_id: str, text: str) -> Path:
+    path = draft_path(data_dir, script_id)
+    atomic_write_text(path, text)
+    return path
+
+
+def activate(data_dir: Path, script_id: str, text: str) -> Path:
+    """Make `text` the live version; the previous live user file goes to the history first."""
+    live = _user_path(data_dir, script_id)
+    if live.exists():
+        old = live.read_text(encoding="utf-8")
+        try:
+            old_version = parse_script(old, str(live)).script.version
+        except ScriptError:
+            old_version = 0
+        stamp = int(time.time())
+        atomic_write_text(history_dir(data_dir, script_id) / f"{old_version}-{stamp}.yaml", old)
+    atomic_write_text(live, text)
+    with contextlib.suppress(FileNotFoundError):
+        draft_path(data_dir, script_id).unlink()
+    return live
+
+
+def finish_interrupted_saves(data_dir: Path, cache: Path) -> list[str]:
+    """Finish saves a power cut interrupted at the switch; returns the circle ids switched.
+
+    A save renders the draft's prompts, writes the circle's rendered set, then makes the draft
+    live (`activate`). A cut between the two leaves a set made for the draft beside a live
+    script it does not match: the box could play neither. Here (at the admin's start) a draft
+    whose set is complete is made live, as the save would have done. A draft whose render
+    failed (its set does not match it) stays a draft.
+    """
+    from device.content import rendered_matches
+
+    drafts = scripts_dir(data_dir) / ".drafts"
+    switched: list[str] = []
+    for path in sorted(drafts.glob("*.yaml")) if drafts.is_dir() else ():
+        script_id = path.stem
+        live = _user_path(data_dir, script_id)
+        try:
+            draft = parse_script(path.read_text(encoding="utf-8"), str(path), live)
+            if draft.script.script != script_id or not rendered_matches(draft, cache):
+                continue
+            if live.exists() and rendered_matches(load_script(live), cache):
+                continue  # the live circle still plays (same prompts): nothing was cut
+        except (ScriptError, OSError, UnicodeDecodeError):
+            continue
+        activate(data_dir, script_id, draft.text)
+        switched.append(script_id)
+    return switched
+
+
+def delete(data_dir: Path, script_id: str) -> bool:
+    """Delete the user copy (its history stays, so it can still be restored)."""
+    live = _user_path(data_dir, script_id)
+    if not valid_id(script_id) or not live.exists():
+        return False
+    stamp = int(time.time())
+    old = live.read_text(encoding="utf-8")
+    try:
+        version = parse_script(old, str(live)).script.version
+    except ScriptError:
+        version = 0
+    atomic_write_text(history_dir(data_dir, script_id) / f"{version}-{stamp}.yaml", old)
+    live.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        draft_path(data_dir, script_id).unlink()
+    return True
+
+
+# -- form <-> script ----------------------------------------------------------------------------
+
+
+def parts_to_text(parts: Any) -> str:
+    if parts is None:
+        return ""
+    if isinstance(parts, str | dict):
+        parts = [parts]
+    chunks = []
+    for part in parts:
+        if isinstance(part, str):
+            chunks.append(part.strip())
+        elif isinstance(part, dict) and "pause" in part:
+            chunks.append(
+                f"[pause {part['pause']:g}]"
+                if isinstance(part["pause"], int | float)
+                else f"[pause {part['pause']}]"
+            )
+        elif isinstance(part, dict) and "audio" in part:
+            chunks.append(f"[recording {part['audio']}]")
+        elif isinstance(part, Pause):
+            chunks.append(f"[pause {part.pause:g}]")
+        elif isinstance(part, Recording):
+            chunks.append(f"[recording {part.audio}]")
+    return "\n".join(chunks)
+
+
+def text_to_parts(text: str) -> list[Any] | str:
+    """'Breathe in. [pause 4] Breathe out.' -> ['Breathe in.', {'pause': 4.0}, 'Breathe out.']"""
+    parts: list[Any] = []
+    pos = 0
+    for match in MARKER.finditer(text):
+        before = " ".join(text[pos : match.start()].split())
+        if before:
+            parts.append(before)
+        kind, value = match[1].lower(), match[2].strip()
+        if kind == "pause":
+            try:
+                number = float(value.rstrip("s"))
+            except ValueError:
+                parts.append({"pause": value})  # the schema names the problem
+            else:
+                parts.append({"pause": int(number) if number.is_integer() else number})
+        else:
+            parts.append({"audio": value})
+        pos = match.end()
+    rest = " ".join(text[pos:].split())
+    if rest:
+        parts.append(rest)
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return parts[0]
+    return parts
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def step_to_form(step: dict[str, Any]) -> dict[str, Any]:
+    kind = step.get("kind", "say")
+    text_key = "prompt" if kind == "round" else ("say" if kind != "bell" else None)
+    turns = step.get("turns") or {}
+    between = step.get("between_turns", "soft_bell")
+    form = {
+        "orig": step.get("id", ""),
+        "id": step.get("id", ""),
+        "kind": kind,
+        "title": step.get("title") or "",
+        "text": parts_to_text(step.get(text_key)) if text_key else "",
+        "core": bool(step.get("core")),
+        "then": step.get("then", "continue" if kind == "bell" else "wait_for_next"),
+        "between": between if isinstance(between, str) else "spoken",
+        "duration_min": _fmt(step["duration_s"] / 60)
+        if isinstance(step.get("duration_s"), int | float)
+        else _fmt(step.get("duration_s")),
+        "warn_min": _fmt(step["warn_before_s"] / 60)
+        if isinstance(step.get("warn_before_s"), int | float)
+        else "",
+        "bell": step.get("bell", "bell"),
+        "bells": _fmt(step.get("count", 1)) if kind == "bell" else "1",
+    }
+    for name, (_label, _default, key) in TURN_FIELDS.items():
+        form[name] = _fmt(turns.get(key))
+    return form
+
+
+def script_to_form(data: dict[str, Any]) -> dict[str, Any]:
+    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    return {
+        "script": data.get("script", ""),
+        "title": data.get("title") or "",
+        "language": data.get("language", "en_US"),
+        "voice": data.get("voice") or "",
+        "steps": [step_to_form(s if isinstance(s, dict) else {}) for s in steps],
+    }
+
+
+def form_from_request(values: Any) -> dict[str, Any]:
+    """The editor form as posted (a MultiDict), kept as strings for redisplay."""
+    try:
+        count = max(0, min(100, int(values.get("nsteps", "0"))))
+    except ValueError:
+        count = 0
+    steps = []
+    for i in range(count):
+
+        def get(name: str, default: str = "", i: int = i) -> str:
+            return str(values.get(f"s{i}_{name}", default))
+
+        step = {
+            "orig": get("orig"),
+            "id": get("id").strip(),
+            "kind": get("kind", "say"),
+            "title": get("title").strip(),
+            "text": get("text"),
+            "core": get("core") == "on",
+            "then": get("then", "wait_for_next"),
+            "between": get("between", "soft_bell"),
+            "duration_min": get("duration_min").strip(),
+            "warn_min": get("warn_min").strip(),
+            "bell": get("bell", "bell"),
+            "bells": get("bells", "1").strip(),
+        }
+        for name in TURN_FIELDS:
+            step[name] = get(name).strip()
+        steps.append(step)
+    return {
+        "script": str(values.get("script", "")).strip(),
+        "title": str(values.get("title", "")).strip(),
+        "language": str(values.get("language", "")).strip(),
+        "voice": str(values.get("voice", "")).strip(),
+        "steps": steps,
+    }
+
+
+def new_step(index: int, kind: str = "say", taken: set[str] | None = None) -> dict[str, Any]:
+    """A blank step with a name no other step has (step-4, or step-5 if step-4 is taken)."""
+    taken = taken or set()
+    number = index + 1
+    while f"step-{number}" in taken:
+        number += 1
+    return step_to_form({"id": f"step-{number}", "kind": kind, "core": False})
+
+
+def _number(errors: dict[str, str], key: str, text: str, *, scale: float = 1.0) -> float | None:
+    if text == "":
+        return None
+    try:
+        value = float(text.replace(",", "."))
+    except ValueError:
+        errors[key] = "enter a number, like 3 or 2.5"
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        errors[key] = "enter a number, like 3 or 2.5"
+        return None
+    value *= scale
+    return int(value) if float(value).is_integer() else value
+
+
+def form_to_script(
+    form: dict[str, Any], base: dict[str, Any] | None, version: int, errors: dict[str, str]
+) -> dict[str, Any]:
+    """Build the script dict from the form; number problems go into `errors` by field name.
+
+    Keys the form does not show (messages, spoken between-turn prompts, reminders) are kept
+    from `base`, the saved version, step by step (matched by the step's original id).
+    """
+    base = base or {}
+    base_steps = {s.get("id"): s for s in base.get("steps") or [] if isinstance(s, dict)}
+    data: dict[str, Any] = {"script": form["script"]}
+    if form["title"]:
+        data["title"] = form["title"]
+    data["version"] = version
+    data["language"] = form["language"]
+    if form["voice"]:
+        data["voice"] = form["voice"]
+    steps = []
+    for i, f in enumerate(form["steps"]):
+        old = dict(base_steps.get(f["orig"]) or {})
+        kind = f["kind"]  # an unknown kind is named by the schema's own error
+        step: dict[str, Any] = {"id": f["id"], "kind": kind}
+        if f["title"]:
+            step["title"] = f["title"]
+        if f["core"]:
+            step["core"] = True
+        old_kind = old.get("kind", "say")
+        keep = {}
+        if old_kind == kind:
+            keep = {k: v for k, v in old.items() if k in ("reminder", "wrap_up", "messages")}
+            if kind == "round" and isinstance(old.get("between_turns"), dict):
+                keep["between_turns"] = old["between_turns"]
+        if kind in ("say", "exercise", "round") and not f["text"].strip():
+            errors[f"s{i}_text"] = "write what the box says here, or upload a recording"
+        if kind in ("say", "exercise"):
+            step["say"] = text_to_parts(f["text"])
+            step["then"] = f["then"]
+        elif kind == "round":
+            step["prompt"] = text_to_parts(f["text"])
+            if f["between"] != "spoken" or "between_turns" not in keep:
+                step["between_turns"] = f["between"] if f["between"] in BETWEEN else "soft_bell"
+            turns: dict[str, Any] = {}
+            old_turns = (
+                old.get("turns")
+                if old_kind == "round" and isinstance(old.get("turns"), dict)
+                else {}
+            )
+            for name, (_l, _d, key) in TURN_FIELDS.items():
+                value = _number(errors, f"s{i}_{name}", f[name])
+                if value is not None:
+                    turns[key] = value
+            if "end_round_on_silence_s" in old_turns:
+                turns["end_round_on_silence_s"] = old_turns["end_round_on_silence_s"]
+            if turns:
+                step["turns"] = turns
+            step["then"] = f["then"]
+        elif kind == "timer":
+            if f["text"].strip():
+                step["say"] = text_to_parts(f["text"])
+            duration = _number(errors, f"s{i}_duration_min", f["duration_min"], scale=60)
+            if duration is None and f"s{i}_duration_min" not in errors:
+                errors[f"s{i}_duration_min"] = "enter how many minutes the timer runs"
+            elif duration is not None:
+                step["duration_s"] = duration
+            warn = _number(errors, f"s{i}_warn_min", f["warn_min"], scale=60)
+            if warn is not None:
+                step["warn_before_s"] = warn
+            step["then"] = f["then"]
+        elif kind == "bell":
+            step["bell"] = f["bell"]
+            bells = _number(errors, f"s{i}_bells", f["bells"] or "1")
+            step["count"] = bells if bells is not None else 1
+            step["then"] = f["then"]
+        step.update({k: v for k, v in keep.items() if k not in step})
+        steps.append(step)
+    data["steps"] = steps
+    if isinstance(base.get("messages"), dict) and base["messages"]:
+        data["messages"] = base["messages"]
+    return data
+
+
+_PROBLEM = re.compile(r"^step (\d+) [^,]*, field ([^\s(:]+)(?: \(line \d+\))?: (.*)$", re.DOTALL)
+_TOP = re.compile(r"^field ([^\s(:]+)(?: \(line \d+\))?: (.*)$", re.DOTALL)
+_FIELD_OF = {
+    "say": "text",
+    "prompt": "text",
+    "id": "id",
+    "kind": "kind",
+    "title": "title",
+    "core": "core",
+    "then": "then",
+    "between_turns": "between",
+    "duration_s": "duration_min",
+    "warn_before_s": "warn_min",
+    "bell": "bell",
+    "count": "bells",
+}
+
+
+def _humanise(msg: str) -> str:
+    """'warn_s (200) must be less than max_s (120)' in the words of the form's labels."""
+    for key, (label, _default, _k) in TURN_FIELDS.items():
+        msg = re.sub(rf"\b{key} \(([\d.]+)\)", lambda m, label=label: f"“{label}” ({m[1]})", msg)
+    return msg
+
+
+def problems_to_fields(
+    problems: list[str], form: dict[str, Any]
+) -> tuple[dict[str, str], list[str]]:
+    """Map ScriptError problems to form field names; what has no field stays general."""
+    fields: dict[str, str] = {}
+    general: list[str] = []
+    for problem in problems:
+        match = _PROBLEM.match(problem)
+        if match:
+            index, where, msg = int(match[1]) - 1, match[2], match[3]
+            parts = where.split(".")
+            if parts[0] == "turns":
+                named = [k for k in TURN_FIELDS if re.search(rf"\b{k}\b", msg)]
+                name = (
+                    parts[1]
+                    if len(parts) > 1 and parts[1] in TURN_FIELDS
+                    else (named[0] if named else "max_s")
+                )
+                msg = _humanise(msg)
+            elif (
+                form["steps"][index : index + 1]
+                and form["steps"][index]["kind"] == "bell"
+                and parts[0] == "count"
+            ):
+                name = "bells"
+            elif parts[0] == "(the step)" and "warn_before_s" in msg:
+                name, msg = "warn_min", "the warning bell must come before the end of the timer"
+            elif parts[0] == "(the step)" and re.search(r"text|empty|recording", msg):
+                name = "text"
+            else:
+                name = _FIELD_OF.get(parts[0], "")
+            if name:
+                fields.setdefault(f"s{index}_{name}", msg)
+            else:
+                general.append(f"Step {index + 1}: {msg}")
+            continue
+        match = _TOP.match(problem)
+        if match and match[1] in ("script", "title", "language", "voice"):
+            fields.setdefault(match[1], match[2])
+            continue
+        if problem.startswith("field steps") and "at least 1 item" in problem and fields:
+            continue  # pydantic's echo of a step problem already shown at its field
+        text = re.sub(r"^field \(top level\)(?: \(line \d+\))?: ", "", problem)
+        text = re.sub(r" \(line \d+\)", "", text)
+        if text.startswith("voice:"):
+            fields.setdefault("voice", text.removeprefix("voice:").strip())
+        else:
+            general.append(text)
+    return fields, general

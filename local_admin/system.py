@@ -1,0 +1,145 @@
+"""System: version, disk, temperature, uptime, health of each part, last update, power."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from local_admin import state
+from local_admin.panel import get_status
+
+bp = Blueprint("system", __name__, url_prefix="/system")
+COMMANDS = {
+    "restart": (
+        ["systemctl", "reboot"],
+        "The box is restarting. This page comes back in about a minute.",
+    ),
+    "shutdown": (
+        ["systemctl", "poweroff"],
+        "The box is shutting down. Wait for the lights to go out before unplugging it.",
+    ),
+    "restart-runtime": (
+        ["systemctl", "restart", "circlebox.service"],
+        "The circle service is restarting.",
+    ),
+}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("circlebox")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _temperature() -> str:
+    with contextlib.suppress(OSError, ValueError):
+        milli = int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip())
+        return f"{milli / 1000:.1f} °C"
+    return "not available"
+
+
+def _uptime() -> str:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        seconds = int(float(Path("/proc/uptime").read_text().split()[0]))
+        days, rest = divmod(seconds, 86400)
+        hours, rest = divmod(rest, 3600)
+        return (f"{days} d " if days else "") + f"{hours} h {rest // 60} min"
+    return "not available"
+
+
+def _disk(path: Path) -> dict:
+    usage = shutil.disk_usage(path)
+    return {
+        "free_gb": usage.free / 1e9,
+        "total_gb": usage.total / 1e9,
+        "used_pct": round(100 * (usage.total - usage.free) / usage.total) if usage.total else 0,
+    }
+
+
+def _last_update(data_dir: Path) -> dict | None:
+    """The updater's last report, if it left one (device.update writes it)."""
+    for name in ("update/last-result.json", "update/last.json", "last-update.json"):
+        path = data_dir / name
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return data
+    return None
+
+
+def _voice_health() -> str:
+    try:
+        voices, problems = state().voices()
+    except Exception as exc:
+        return f"cannot list voices: {exc}"
+    if not voices:
+        return "no voice installed"
+    return "ok (" + ", ".join(v.id for v in voices) + ")" + (f"; {problems[0]}" if problems else "")
+
+
+@bp.route("/")
+def system():
+    st = state()
+    status, problem = get_status()
+    health = dict((status or {}).get("health") or {})
+    health.setdefault("voices", _voice_health())
+    info = {
+        "version": _version(),
+        "temperature": _temperature(),
+        "uptime": _uptime(),
+        "disk": _disk(st.data_dir),
+        "box": st.config.box.name,
+        "site": st.config.box.site,
+        "data_dir": str(st.data_dir),
+    }
+    return render_template(
+        "system.html",
+        info=info,
+        health=health,
+        running=status is not None,
+        problem=problem,
+        faults=(status or {}).get("faults") or [],
+        update=_last_update(st.data_dir),
+        commands=COMMANDS,
+    )
+
+
+@bp.route("/update", methods=["POST"])
+def upload_bundle():
+    """A .cbx from the technician's phone or laptop: into the inbox; the box's updater does the rest."""
+    from device.update.inbox import UploadRefused, accept_upload
+
+    upload = request.files.get("bundle")
+    if upload is None or not upload.filename:
+        flash("Choose an update file (.cbx) first.", "error")
+        return redirect(url_for("system.system"))
+    try:
+        accept_upload(iter(lambda: upload.stream.read(1024 * 1024), b""), state().data_dir)
+    except UploadRefused as exc:
+        flash(f"Not accepted: {exc}.", "error")
+        return redirect(url_for("system.system"))
+    flash("Uploaded. The box is checking the update now and says what it is doing; "
+          "the result appears here under Last update.", "ok")
+    return redirect(url_for("system.system"))
+
+
+@bp.route("/power", methods=["POST"])
+def power():
+    what = request.form.get("what", "")
+    if what not in COMMANDS:
+        flash("Unknown command.", "error")
+        return redirect(url_for("system.system"))
+    if request.form.get("confirm") != "yes":
+        return render_template("confirm.html", what=what, text=COMMANDS[what][1])
+    ok, output = state().run_system(COMMANDS[what][0])
+    if ok:
+        flash(COMMANDS[what][1], "ok")
+    else:
+        flash(f"The box refused: {output or 'no permission'}", "error")
+    return redirect(url_for("system.system"))

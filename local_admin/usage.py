@@ -1,0 +1,260 @@
+"""Usage: sessions table, charts (server-drawn SVG, no library), CSV and DHIS2 exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import OrderedDict
+
+from flask import Blueprint, Response, render_template, request
+from markupsafe import Markup, escape
+
+from local_admin import backends, state
+
+bp = Blueprint("usage", __name__, url_prefix="/usage")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _since() -> tuple[str | None, str | None]:
+    since = request.args.get("since", "").strip()
+    if not since:
+        return None, None
+    if not DATE.match(since):
+        return None, "write the date as YYYY-MM-DD, like 2026-01-31"
+    try:
+        dt.date.fromisoformat(since)
+    except ValueError:
+        return None, "that date does not exist"
+    return since, None
+
+
+def _rows(since: str | None, limit: int | None = None) -> list[dict]:
+    return backends.usage_sessions(state().data_dir, since=since, limit=limit)
+
+
+def people(row: dict) -> int:
+    """The facilitator's count, else the box's estimate from the turns (as DHIS2 counts it)."""
+    if row.get("attendance") is not None:
+        return int(row["attendance"])
+    return int(row.get("attendance_estimated") or 0)
+
+
+def _week(started: str) -> str | None:
+    try:
+        day = dt.date.fromisoformat(str(started)[:10])
+    except ValueError:
+        return None
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def bar_chart(
+    title: str,
+    labels: list[str],
+    series: list[tuple[str, list[float], str]],
+    width: int = 380,
+    height: int = 170,
+) -> Markup:
+    """A small grouped bar chart as inline SVG (accessible: a title and a table fallback)."""
+    n = max(1, len(labels))
+    top = max([1.0, *(v for _, values, _ in series for v in values)])
+    left, bottom, pad = 30, 24, 6
+    plot_w, plot_h = width - left - pad, height - bottom - pad
+    group = plot_w / n
+    bar = max(2.0, (group - 4) / max(1, len(series)))
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for frac in (0, 0.5, 1):
+        y = pad + plot_h * (1 - frac)
+        out.append(
+            f'<line x1="{left}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccd" />'
+        )
+        out.append(
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="12" text-anchor="end" '
+            f'fill="#445">{top * frac:g}</text>'
+        )
+    for i, label in enumerate(labels):
+        for j, (_name, values, colour) in enumerate(series):
+            value = values[i] if i < len(values) else 0
+            h = plot_h * value / top
+            x = left + i * group + 2 + j * bar
+            out.append(
+                f'<rect x="{x:.1f}" y="{pad + plot_h - h:.1f}" width="{bar - 1:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{escape(label)}: '
+                f"{value:g}</title></rect>"
+            )
+        if n <= 8 or i % max(1, n // 6) == 0:
+            out.append(
+                f'<text x="{left + i * group + group / 2:.1f}" y="{height - 10}" '
+                f'font-size="11" text-anchor="middle" fill="#445">{escape(label[-6:])}</text>'
+            )
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def charts(rows: list[dict]) -> list[dict]:
+    weeks: OrderedDict[str, dict[str, float]] = OrderedDict()
+    for row in sorted(rows, key=lambda r: str(r.get("started_at") or "")):
+        week = _week(row.get("started_at") or "")
+        if week:
+            w = weeks.setdefault(week, {"sessions": 0, "help": 0})
+            w["sessions"] += 1
+            w["help"] += int(row.get("help_count") or 0)
+    week_labels = list(weeks)[-12:]
+    recent = sorted(rows, key=lambda r: str(r.get("started_at") or ""))[-20:]
+    recent_labels = [str(r.get("started_at") or "")[5:10] for r in recent]
+    return [
+        {
+            "title": "Circles per week",
+            "svg": bar_chart(
+                "Circles per week",
+                week_labels,
+                [("circles", [weeks[w]["sessions"] for w in week_labels], "#2d6a8e")],
+            ),
+            "legend": [("circles", "#2d6a8e")],
+        },
+        {
+            "title": "People attending (last 20 circles)",
+            "svg": bar_chart(
+                "People attending",
+                recent_labels,
+                [("people", [float(people(r)) for r in recent], "#3a8f5c")],
+            ),
+            "legend": [("people", "#3a8f5c")],
+        },
+        {
+            "title": "Core steps delivered vs planned",
+            "svg": bar_chart(
+                "Core steps delivered vs planned",
+                recent_labels,
+                [
+                    ("planned", [float(r.get("core_planned") or 0) for r in recent], "#b9c4d0"),
+                    ("delivered", [float(r.get("core_delivered") or 0) for r in recent], "#2d6a8e"),
+                ],
+            ),
+            "legend": [("planned", "#b9c4d0"), ("delivered", "#2d6a8e")],
+        },
+        {
+            "title": "HELP presses per week",
+            "svg": bar_chart(
+                "HELP presses per week",
+                week_labels,
+                [("help", [weeks[w]["help"] for w in week_labels], "#c0392b")],
+            ),
+            "legend": [("help presses", "#c0392b")],
+        },
+    ]
+
+
+@bp.route("/")
+def usage():
+    since, problem = _since()
+    rows = _rows(since)
+    dhis2 = state().config.dhis2 or {}
+    totals = {
+        "sessions": len(rows),
+        "completed": sum(1 for r in rows if r.get("completed")),
+        "attendance": sum(people(r) for r in rows),
+        "help": sum(int(r.get("help_count") or 0) for r in rows),
+    }
+    return render_template(
+        "usage.html",
+        rows=rows[:100],
+        total_rows=len(rows),
+        totals=totals,
+        charts=charts(rows) if rows else [],
+        since=since or "",
+        since_error=problem,
+        dhis2_ready=bool(dhis2.get("org_unit") and dhis2.get("data_elements")),
+    ), (400 if problem else 200)
+
+
+@bp.route("/<session_id>/attendance", methods=["POST"])
+def attendance(session_id: str):
+    """The facilitator's head count for one circle (the box only estimates it from turns)."""
+    from flask import flash, redirect, url_for
+
+    from device.usage import UsageStore
+
+    raw = request.form.get("attendance", "").strip()
+    back = redirect(url_for("usage.usage", since=request.form.get("since") or None) + "#sessions")
+    if not raw.isdigit() or not 0 <= int(raw) <= 500:
+        flash(f"People attending: enter a whole number from 0 to 500, not '{raw[:20]}'. "
+              "Nothing was changed.", "error")
+        return back
+    path = backends.usage_path(state().data_dir)
+    if not path.exists():
+        flash("There are no circles recorded on this box yet.", "error")
+        return back
+    store = UsageStore(path)
+    try:
+        store.set_attendance(session_id, int(raw))
+    except KeyError:
+        flash("That circle is not in the records.", "error")
+        return back
+    finally:
+        store.close()
+    flash(f"Saved: {int(raw)} people attended.", "ok")
+    return back
+
+
+def _download(body: str, mimetype: str, name: str) -> Response:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+    box = re.sub(r"[^a-z0-9-]", "-", state().config.box.name.lower())
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="circlebox-{box}-{name}-{stamp}.'
+            f'{"csv" if "csv" in mimetype else "json"}"'
+        },
+    )
+
+
+@bp.route("/export.csv")
+def export_csv():
+    since, problem = _since()
+    if problem:
+        return Response(problem, status=400, mimetype="text/plain")
+    return _download(backends.export_csv(_rows(since)), "text/csv; charset=utf-8", "sessions")
+
+
+def _dhis2_settings() -> tuple[dict, str | None]:
+    from device.usage import Dhis2ConfigError, dhis2_settings
+
+    settings = dict(state().config.dhis2 or {})
+    if not settings.get("org_unit") or not settings.get("data_elements"):
+        return settings, (
+            "DHIS2 codes are not set yet: enter the org unit and data element ids "
+            "on the Settings page first"
+        )
+    try:
+        dhis2_settings(settings)
+    except Dhis2ConfigError as exc:
+        return settings, f"the DHIS2 codes need fixing on the Settings page: {exc}"
+    return settings, None
+
+
+@bp.route("/dhis2.json")
+def dhis2_json():
+    since, problem = _since()
+    settings, missing = _dhis2_settings()
+    if problem or missing:
+        return Response(
+            json.dumps({"error": problem or missing}), status=400, mimetype="application/json"
+        )
+    body = backends.dhis2_data_value_set(_rows(since), settings)
+    return _download(json.dumps(body, indent=1), "application/json", "dhis2")
+
+
+@bp.route("/dhis2.csv")
+def dhis2_csv():
+    since, problem = _since()
+    settings, missing = _dhis2_settings()
+    if problem or missing:
+        return Response(problem or missing, status=400, mimetype="text/plain")
+    return _download(backends.dhis2_csv(_rows(since), settings), "text/csv; charset=utf-8", "dhis2")

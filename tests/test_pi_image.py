@@ -1,0 +1,295 @@
+"""image_build.sh: the image's file tree is built and checked, and the check catches mistakes.
+
+Runs `image_build.sh --tree-only` once (about 20 s: most of it is building the wheel), with
+CIRCLEBOX_IMAGE_NO_RENDER=1 so CI does not spend minutes rendering prompts (rendering is
+covered by the renderer's own tests). Then breaks copies of the tree one way at a time and
+requires `--check` to fail naming the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "image_build.sh"
+ENV = {**os.environ, "CIRCLEBOX_IMAGE_NO_RENDER": "1"}
+
+pytestmark = pytest.mark.skipif(shutil.which("systemctl") is None,
+                                reason="systemctl missing (tools/install-system-deps.sh)")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
+                          env=env or ENV, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def vosk_model(tmp_path_factory) -> Path:
+    model = tmp_path_factory.mktemp("vosk") / "vosk-model-small-test"
+    (model / "am").mkdir(parents=True)
+    (model / "conf").mkdir()
+    (model / "am" / "final.mdl").write_bytes(b"not a real model")
+    (model / "conf" / "mfcc.conf").write_text("--sample-frequency=16000\n")
+    return model
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, vosk_model) -> Path:
+    out = tmp_path_factory.mktemp("image") / "root"
+    proc = run("--tree-only", str(out), "--with-vosk", str(vosk_model))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "check: PASS" in proc.stdout
+    return out
+
+
+@pytest.fixture
+def copy(tree, tmp_path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(tree, dst, symlinks=True)
+    return dst
+
+
+def check(root: Path) -> subprocess.CompletedProcess[str]:
+    return run("--check", str(root))
+
+
+def test_tree_has_the_pieces(tree):
+    etc = tree / "etc/systemd/system"
+    for unit in ("circlebox.service", "circlebox-admin.service", "circlebox-firstboot.service"):
+        link = etc / "multi-user.target.wants" / unit
+        assert link.is_symlink() and os.readlink(link) == f"/etc/systemd/system/{unit}"
+    assert (etc / "circlebox-fault.service").is_file()  # started only by OnFailure=
+    assert not (etc / "multi-user.target.wants" / "circlebox-fault.service").exists()
+    config_txt = (tree / "boot/firmware/config.txt").read_text()
+    assert "dtoverlay=max98357a,no-sdmode" in config_txt
+    assert "LABEL=CBDATA" in (tree / "etc/fstab").read_text()
+    manifest = (tree / "usr/share/circlebox/image-manifest.txt").read_text()
+    assert "build=i2s-amp-usb-mic" in manifest and "vosk=vosk-model-small-test" in manifest
+    assert "rendered=skipped" in manifest
+    assert (tree / "var/lib/circlebox/models/vosk/vosk-model-small-test/am/final.mdl").is_file()
+    assert not list((tree / "var/lib/circlebox").rglob("secrets"))
+
+
+def test_installed_app_runs_from_the_tree(tree, tmp_path):
+    """The venv's own python imports the app from the tree (not from this checkout), and the
+    installed firstboot fills the installed hotspot template."""
+    python = tree / "opt/circlebox/venv/bin/python"
+    code = (
+        "import device, sys\n"
+        "from pathlib import Path\n"
+        "from device.firstboot import Firstboot\n"
+        "assert Path(device.__file__).is_relative_to(Path(sys.argv[1])), device.__file__\n"
+        "b = Firstboot(Path(sys.argv[2]), template=Path(sys.argv[3]), owners=None)\n"
+        "print(sorted(b.run()))\n"
+    )
+    template = tree / "etc/circlebox/circlebox-hotspot.nmconnection.in"
+    proc = subprocess.run([str(python), "-c", code, str(tree), str(tmp_path / "data"),
+                           str(template)], capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"]}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "circlebox-hotspot.nmconnection" in proc.stdout
+    profile = (tmp_path / "data/network/circlebox-hotspot.nmconnection").read_text()
+    assert "psk=@PASSPHRASE@" not in profile
+
+
+def unlink(rel: str) -> Callable[[Path], None]:
+    return lambda root: (root / rel).unlink()
+
+
+def write(rel: str, text: str, mode: int = 0o600) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    return apply
+
+
+def edit(rel: str, old: str, new: str) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        path = root / rel
+        text = path.read_text()
+        assert old in text, (rel, old)
+        path.write_text(text.replace(old, new, 1))
+    return apply
+
+
+def chmod(rel: str, mode: int) -> Callable[[Path], None]:
+    return lambda root: (root / rel).chmod(mode)
+
+
+def tamper_app(root: Path) -> None:
+    target = next(root.glob("opt/circlebox/venv/lib/python3*/site-packages/device/wallclock.py"))
+    target.write_text(target.read_text() + "\n# changed\n")
+
+
+BREAKAGES = {
+    "unit not enabled": (
+        unlink("etc/systemd/system/multi-user.target.wants/circlebox.service"),
+        "not enabled: circlebox.service"),
+    "unit missing": (
+        unlink("etc/systemd/system/circlebox-admin.service"),
+        "missing: /etc/systemd/system/circlebox-admin.service"),
+    "secret baked in": (
+        write("var/lib/circlebox/secrets/setup-code", "123456\n"),
+        "secret in the image"),
+    "ssh host key": (
+        write("etc/ssh/ssh_host_ed25519_key", "x"),
+        "SSH host key"),
+    "hotspot passphrase": (
+        edit("etc/circlebox/circlebox-hotspot.nmconnection.in", "psk=@PASSPHRASE@",
+             "psk=hunter22hunter"),
+        "Wi-Fi passphrase in the image"),
+    "world-writable file": (
+        chmod("etc/asound.conf", 0o666),
+        "world-writable: /etc/asound.conf"),
+    "config.txt line lost": (
+        edit("boot/firmware/config.txt", "dtoverlay=max98357a,no-sdmode\n", ""),
+        "circlebox lines differ"),
+    "two sound overlays": (
+        edit("boot/firmware/config.txt", "# >>> circlebox",
+             "dtoverlay=googlevoicehat-soundcard\n# >>> circlebox"),
+        "fight over the sound card"),
+    "stock audio param left on": (
+        edit("boot/firmware/config.txt", "# >>> circlebox", "dtparam=audio=on\n# >>> circlebox"),
+        "dtparam=audio= line outside"),
+    "fstab line lost": (
+        edit("etc/fstab", "LABEL=CBDATA", "LABEL=OTHER"),
+        "/etc/fstab: circlebox lines differ"),
+    "stale alsa card": (
+        edit("etc/alsa/conf.d/60-circlebox-card.conf", "MAX98357A", "OTHER"),
+        "differs from firmware_config/builds/i2s-amp-usb-mic/alsa-card.conf"),
+    "app file changed": (tamper_app, "installed file differs from the wheel"),
+    "command not on PATH": (
+        unlink("usr/local/bin/circlebox"), "/usr/local/bin/circlebox is not a link"),
+    "console script missing": (
+        unlink("opt/circlebox/venv/bin/circlebox"), "bin/circlebox missing"),
+    "vosk model incomplete": (
+        unlink("var/lib/circlebox/models/vosk/vosk-model-small-test/am/final.mdl"),
+        "vosk model vosk-model-small-test incomplete"),
+    "manifest missing": (
+        unlink("usr/share/circlebox/image-manifest.txt"), "manifest"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BREAKAGES))
+def test_check_fails_on(copy, name):
+    breakage, expected = BREAKAGES[name]
+    assert check(copy).returncode == 0  # the copy itself is fine
+    breakage(copy)
+    proc = check(copy)
+    assert proc.returncode == 1, proc.stdout
+    assert "check: FAIL" in proc.stdout and expected in proc.stdout, proc.stdout
+
+
+def test_check_lists_every_problem(copy):
+    BREAKAGES["unit not enabled"][0](copy)
+    BREAKAGES["secret baked in"][0](copy)
+    out = check(copy).stdout
+    assert "not enabled: circlebox.service" in out and "secret in the image" in out
+
+
+def test_full_build_refuses_without_pinned_checksum(tmp_path):
+    """The real base-image sha256 cannot be fetched here; the full build must refuse to run
+    until image/versions.env has it (and the wheel hashes)."""
+    versions = (REPO / "image/versions.env").read_text()
+    proc = run("--image", str(tmp_path / "circlebox.img"))
+    assert proc.returncode != 0
+    assert not (tmp_path / "circlebox.img").exists()
+    if "RPI_OS_SHA256=FILL-ME" in versions:
+        assert "RPI_OS_SHA256 is not filled in" in proc.stderr
+    assert "downloading" not in proc.stderr
+
+
+def test_tree_only_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "something").write_text("x")
+    proc = run("--tree-only", str(tmp_path))
+    assert proc.returncode != 0 and "not empty" in proc.stderr
+
+
+def test_unknown_build_is_refused(tmp_path):
+    proc = run("--tree-only", str(tmp_path / "out"), "--build", "no-such-build")
+    assert proc.returncode != 0 and "unknown build" in proc.stderr
+
+
+def test_pins_are_pinned():
+    env = dict(line.split("=", 1) for line in (REPO / "image/versions.env").read_text()
+               .splitlines() if line and not line.startswith("#"))
+    assert env["RPI_OS_URL"].startswith("https://downloads.raspberrypi.com/")
+    assert "bookworm-arm64-lite" in env["RPI_OS_URL"]
+    reqs = [line for line in (REPO / "image/requirements-pi.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert reqs and all("==" in line for line in reqs), "every package pinned to a version"
+    assert not any(line.startswith("onnxruntime==1.21.0") for line in reqs)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None,
+                    reason="shellcheck missing (tools/install-system-deps.sh installs it)")
+def test_shellcheck_is_clean():
+    proc = subprocess.run(["shellcheck", "-x", str(SCRIPT)], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stdout
+
+
+def sfdisk_dump(img: Path) -> list[tuple[int, int, str]]:
+    out = subprocess.run(["sfdisk", "-d", str(img)], capture_output=True, text=True,
+                         check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        if " : start=" in line:
+            fields = dict(f.strip().split("=", 1) for f in line.split(" : ", 1)[1].split(","))
+            rows.append((int(fields["start"]), int(fields["size"]), fields["type"]))
+    return rows
+
+
+@pytest.mark.skipif(shutil.which("sfdisk") is None and not Path("/usr/sbin/sfdisk").exists(),
+                    reason="sfdisk missing (tools/install-system-deps.sh installs fdisk)")
+def test_full_build_partitioning_on_a_small_fake_image(tmp_path):
+    """The full build's partition step (the part that needs no root): the root grows by
+    exactly ROOT_GROW and the data partition follows it, aligned, without touching boot."""
+    env = {**ENV, "PATH": os.environ["PATH"] + ":/usr/sbin:/sbin"}
+    img = tmp_path / "fake.img"
+    img.write_bytes(b"")
+    os.truncate(img, 40 * 1024 * 1024)  # like the official image: root ends at the end
+    layout = "label: dos\nstart=8192, size=32768, type=c\nstart=40960, size=40960, type=83\n"
+    subprocess.run(["sfdisk", "-q", str(img)], input=layout, text=True, check=True, env=env)
+    proc = subprocess.run(["bash", "-c", f'source "{SCRIPT}" && add_partitions "$1" 16M 32M',
+                           "x", str(img)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    boot, root, data = sfdisk_dump(img)
+    assert boot == (8192, 32768, "c")
+    assert root == (40960, 40960 + 16 * 2048, "83")
+    assert data[0] >= root[0] + root[1] and data[0] % 2048 == 0
+    assert data[1:] == (32 * 2048, "83")
+    assert img.stat().st_size == (data[0] + data[1]) * 512
+    again = subprocess.run(["bash", "-c", f'source "{SCRIPT}" && add_partitions "$1" 16M 32M',
+                            "x", str(img)], capture_output=True, text=True, env=env)
+    assert again.returncode != 0 and "expected exactly 2 partitions" in again.stderr
+
+
+@pytest.mark.slow
+def test_tree_with_rendered_prompts(tmp_path):
+    """The real thing with rendering (about 2 minutes): prompts land in the data partition."""
+    out = tmp_path / "root"
+    proc = run("--tree-only", str(out), env={k: v for k, v in ENV.items()
+                                             if k != "CIRCLEBOX_IMAGE_NO_RENDER"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rendered=yes" in (out / "usr/share/circlebox/image-manifest.txt").read_text()
+    assert list((out / "var/lib/circlebox/cache").rglob("*.wav"))
+    shutil.rmtree(out / "var/lib/circlebox/cache")
+    (out / "var/lib/circlebox/cache").mkdir()
+    broken = check(out)
+    assert broken.returncode == 1 and "cache is empty" in broken.stdout
+
+
+def test_check_skips_pseudo_file_systems(copy):
+    """On a mounted image root /proc, /dev... may be bind mounts of the host: not walked."""
+    for rel in ("proc/1/environ", "dev/null", "run/x"):
+        write(rel, "x", 0o666)(copy)
+    assert check(copy).returncode == 0
