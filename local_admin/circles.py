@@ -454,6 +454,8 @@ def save_recording(data: bytes, filename: str, script_id: str, step_id: str) -> 
         ) from exc
     if samples.size == 0 or rate <= 0:
         raise ValueError("this recording is empty")
+    if not np.all(np.isfinite(samples)):  # a float WAV can hold NaN or infinity: not sound
+        raise ValueError("this recording is damaged (some samples are not numbers); save it again as WAV or MP3")
     seconds = samples.shape[0] / rate
     if seconds < 0.3:
         raise ValueError("this recording is shorter than a third of a second")
