@@ -99,28 +99,35 @@ def day_of_events(hours: float, seed: int = 1) -> tuple[list[dict], int]:
     return events, circles
 
 
+def room_scene(data: Path, seed: int = 1, longest_s: float | None = None) -> bytes:
+    """A clinic room, about a minute and a half, 16 kHz S16LE mono: people speaking in turns (the
+    real Piper voice's rendered prompts, quieter, with thinking pauses of 1 to 12 s) over a fan.
+    `longest_s`: cut each piece of speech to 1.5 s to this many (short turns); else up to 20 s."""
+    import numpy as np
+
+    from audio.render import resample
+
+    rng = np.random.default_rng(seed)
+    wavs = sorted((data / "cache").rglob("*.wav"))[:6]
+    pieces = []
+    for path in wavs:
+        with wave.open(str(path)) as w:
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32768
+            rate = w.getframerate()
+        keep = 20.0 if longest_s is None else rng.uniform(1.5, longest_s)
+        speech = resample(x, rate, 16000)[: int(16000 * keep)] * 0.3
+        pieces += [speech, np.zeros(int(16000 * rng.uniform(1, 12)))]
+    scene = np.concatenate(pieces)
+    scene += rng.normal(0, 10 ** (-55 / 20), scene.size)  # a fan
+    return (np.clip(scene, -1, 1) * 32767).astype("<i2").tobytes()
+
+
 class RoomMic:
-    """A microphone that hears a clinic room for `hours`: people speaking in turns (the real Piper
-    voice's rendered prompts, quieter, with thinking pauses of 1 to 12 s) over a fan's noise.
-    One minute-scale scene, built once and looped, so memory stays flat on the harness's side."""
+    """A microphone that hears `room_scene` for `hours`, looped, so memory stays flat on the
+    harness's side."""
 
     def __init__(self, data: Path, hours: float, seed: int = 1) -> None:
-        import numpy as np
-
-        from audio.render import resample
-
-        rng = np.random.default_rng(seed)
-        wavs = sorted((data / "cache").rglob("*.wav"))[:6]
-        pieces = []
-        for path in wavs:
-            with wave.open(str(path)) as w:
-                x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32768
-                rate = w.getframerate()
-            speech = resample(x, rate, 16000)[: 16000 * 20] * 0.3
-            pieces += [speech, np.zeros(int(16000 * rng.uniform(1, 12)))]
-        scene = np.concatenate(pieces)
-        scene += rng.normal(0, 10 ** (-55 / 20), scene.size)  # a fan
-        self.scene = (np.clip(scene, -1, 1) * 32767).astype("<i2").tobytes()
+        self.scene = room_scene(data, seed)
         self.frame_bytes = 960  # 30 ms at 16 kHz, 16-bit mono
         self.frames_left = int(hours * 3600 / 0.03)
         self.pos = 0

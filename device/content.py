@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.script import LoadedScript, ScriptError, find_script, load_script
+from device.script import LoadedScript, ScriptError, find_script, load_script, parse_script
 
 
 class ContentError(RuntimeError):
@@ -160,6 +160,57 @@ def _candidates(name: str, data_dir: Path) -> list[Path]:
     return [d / f"{name}{suffix}" for d in dirs for suffix in (".yaml", ".yml") if (d / f"{name}{suffix}").exists()]
 
 
+def user_script_path(data_dir: Path, script_id: str) -> Path:
+    """The box's own copy of a circle (what the admin editor saves and the box plays)."""
+    return data_dir / "scripts" / f"{script_id}.yaml"
+
+
+def draft_path(data_dir: Path, script_id: str) -> Path:
+    """A save waiting for its prompts to render; it replaces the live copy once they are."""
+    return data_dir / "scripts" / ".drafts" / f"{script_id}.yaml"
+
+
+def interrupted_save(data_dir: Path, script_id: str) -> LoadedScript | None:
+    """The draft a power cut left between its new rendered set and its switch, if any.
+
+    A save renders the draft's prompts, writes the circle's rendered set, then makes the draft
+    live. A cut between the two leaves a set made for the draft beside a live copy it no longer
+    matches. Such a draft is what the box should play (the admin page finishes the switch when
+    it starts); a draft whose render did not finish is not.
+    """
+    path = draft_path(data_dir, script_id)
+    live = user_script_path(data_dir, script_id)
+    cache = cache_dir(data_dir)
+    try:
+        draft = parse_script(path.read_text(encoding="utf-8"), str(path), live)
+        if draft.script.script != script_id or not rendered_matches(draft, cache):
+            return None
+        if live.exists() and rendered_matches(load_script(live), cache):
+            return None  # the live copy still plays (same prompts): nothing was cut
+    except (ScriptError, OSError, UnicodeDecodeError):
+        return None
+    return draft
+
+
+def load_configured_circle(name: str, data_dir: Path) -> Circle:
+    """The circle `name` as the box plays it: `resolve_script`, matched to its rendered set; or
+    the save a power cut interrupted at its switch (`interrupted_save`), so the box plays the
+    version the admin page confirmed without waiting for the page to start."""
+    loaded = resolve_script(name, data_dir)
+    try:
+        return load_circle(loaded, cache_for(loaded, data_dir))
+    except ContentError:
+        draft = interrupted_save(data_dir, loaded.script.script)
+        if draft is None or draft.script.version < loaded.script.version:
+            raise
+        import logging
+
+        logging.getLogger("circlebox.content").warning(
+            "playing version %s of '%s': its save was cut before the switch", draft.script.version,
+            draft.script.script)
+        return load_circle(draft, cache_dir(data_dir))
+
+
 def resolve_script(name: str, data_dir: Path) -> LoadedScript:
     """The script to run for `name`: the box's own copy (edited on the admin page) first, then
     the installed content bundle, then the packaged one; but a later copy with a higher
@@ -179,4 +230,5 @@ def resolve_script(name: str, data_dir: Path) -> LoadedScript:
     return best
 
 
-__all__ = ["Circle", "ContentError", "ScriptError", "cache_for", "ensure_rendered", "load_circle", "resolve_script"]
+__all__ = ["Circle", "ContentError", "ScriptError", "cache_for", "ensure_rendered", "interrupted_save", "load_circle",
+           "load_configured_circle", "resolve_script"]

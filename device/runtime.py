@@ -20,7 +20,7 @@ from typing import Any
 from device import sdnotify
 from device.box import Box
 from device.config import Config
-from device.content import Circle, ContentError, cache_dir, cache_for, load_circle, resolve_script
+from device.content import Circle, ContentError, cache_dir, load_circle, load_configured_circle
 from device.engine import FINISHED, IDLE, Engine, ListeningChanged
 from device.fsutil import atomic_write_text
 from device.script import ScriptError, parse_script
@@ -77,8 +77,7 @@ class Runtime:
         """The configured circle, or the last good one if the configured one is broken or unrendered."""
         name = self.config.session.script
         try:
-            loaded = resolve_script(name, self.data_dir)
-            circle = load_circle(loaded, cache_for(loaded, self.data_dir))
+            circle = load_configured_circle(name, self.data_dir)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", str(exc))
             last = self._last_good_path(Path(name).stem)
@@ -88,7 +87,7 @@ class Runtime:
             circle = self._load_last_good(loaded)
             self.health["circle"] = f"using the last good version ({exc})"
             return circle
-        atomic_write_text(self._last_good_path(loaded.script.script), loaded.text)
+        atomic_write_text(self._last_good_path(circle.loaded.script.script), circle.loaded.text)
         self.health["circle"] = "ok"
         return circle
 
@@ -336,10 +335,10 @@ class Runtime:
 
     def _content_signature(self) -> tuple:
         """What the circle depends on, by path and mtime: its script candidates and rendered sets."""
-        from device.content import _candidates, installed_content_dir, manifest_path
+        from device.content import _candidates, draft_path, installed_content_dir, manifest_path
 
         script_id = self.circle.loaded.script.script
-        paths = [*_candidates(self.config.session.script, self.data_dir),
+        paths = [*_candidates(self.config.session.script, self.data_dir), draft_path(self.data_dir, script_id),
                  manifest_path(cache_dir(self.data_dir), script_id),
                  manifest_path(installed_content_dir(self.data_dir) / "cache", script_id)]
         sig = []
@@ -358,10 +357,9 @@ class Runtime:
         self._signature = signature
         loaded = self.circle.loaded
         try:
-            candidate = resolve_script(self.config.session.script, self.data_dir)
-            if candidate.text == loaded.text:
+            new = load_configured_circle(self.config.session.script, self.data_dir)
+            if new.loaded.text == loaded.text:
                 return False
-            new = load_circle(candidate, cache_for(candidate, self.data_dir))
         except (ScriptError, ContentError) as exc:
             self._fault("circle", f"kept version {loaded.script.version}: {exc}")
             return False

@@ -225,7 +225,7 @@ def _finish_interrupted_saves(data_dir) -> None:
     from local_admin import store
 
     try:
-        for script_id in store.finish_interrupted_saves(data_dir, data_dir / "cache"):
+        for script_id in store.finish_interrupted_saves(data_dir):
             log.warning("finished the save of %s that a restart interrupted", script_id)
     except OSError as exc:  # never keep the page from starting
         log.error("could not finish interrupted saves: %s", exc)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from device.content import draft_path as content_draft_path
+from device.content import user_script_path
 from device.fsutil import atomic_write_text
 from device.script import (
     STEP_ID,
@@ -74,11 +76,11 @@ class CircleInfo:
 
 
 def _user_path(data_dir: Path, script_id: str) -> Path:
-    return scripts_dir(data_dir) / f"{script_id}.yaml"
+    return user_script_path(Path(data_dir), script_id)
 
 
 def draft_path(data_dir: Path, script_id: str) -> Path:
-    return scripts_dir(data_dir) / ".drafts" / f"{script_id}.yaml"
+    return content_draft_path(Path(data_dir), script_id)
 
 
 def history_dir(data_dir: Path, script_id: str) -> Path:
@@ -233,32 +235,25 @@ def activate(data_dir: Path, script_id: str, text: str) -> Path:
     return live
 
 
-def finish_interrupted_saves(data_dir: Path, cache: Path) -> list[str]:
-    """Finish saves a power cut interrupted at the switch; returns the circle ids switched.
-
-    A save renders the draft's prompts, writes the circle's rendered set, then makes the draft
-    live (`activate`). A cut between the two leaves a set made for the draft beside a live
-    script it does not match: the box could play neither. Here (at the admin's start) a draft
-    whose set is complete is made live, as the save would have done. A draft whose render
-    failed (its set does not match it) stays a draft.
-    """
-    from device.content import rendered_matches
+def finish_interrupted_saves(data_dir: Path) -> list[str]:
+    """Finish saves a power cut interrupted at the switch (`device.content.interrupted_save`):
+    make each such draft live, as the save would have done; returns the circle ids switched. A
+    draft already live (the cut came just before its removal) is removed; a draft whose render
+    failed stays a draft for the editor to offer."""
+    from device.content import interrupted_save
 
     drafts = scripts_dir(data_dir) / ".drafts"
     switched: list[str] = []
     for path in sorted(drafts.glob("*.yaml")) if drafts.is_dir() else ():
-        script_id = path.stem
-        live = _user_path(data_dir, script_id)
-        try:
-            draft = parse_script(path.read_text(encoding="utf-8"), str(path), live)
-            if draft.script.script != script_id or not rendered_matches(draft, cache):
+        live = _user_path(data_dir, path.stem)
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if live.exists() and live.read_bytes() == path.read_bytes():  # cut after the switch, before the
+                path.unlink()  # draft was removed: the save is done
                 continue
-            if live.exists() and rendered_matches(load_script(live), cache):
-                continue  # the live circle still plays (same prompts): nothing was cut
-        except (ScriptError, OSError, UnicodeDecodeError):
-            continue
-        activate(data_dir, script_id, draft.text)
-        switched.append(script_id)
+        draft = interrupted_save(data_dir, path.stem)
+        if draft is not None:
+            activate(data_dir, path.stem, draft.text)
+            switched.append(path.stem)
     return switched
 
 

@@ -1,7 +1,7 @@
 """Shared hypothesis settings for tests/test_fuzz_*.py.
 
 CI runs each property with a small number of examples (each file under ~20 s); the long form
-multiplies them: `FUZZ_SCALE=20 .venv/bin/python -m pytest tests/test_fuzz_*.py`.
+multiplies them: `FUZZ_SCALE=20 .venv/bin/python -m pytest tests/test_fuzz_*.py tests/test_update_fuzz.py`.
 """
 
 from __future__ import annotations

@@ -30,41 +30,25 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = Path(sys.executable)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ when run as a script
+from bench.service import PYTHON, ROOT, RuntimeProcess, box_env, check_files, prepare_data, wait_ready
+
 ACTIONS = ["next"] * 6 + ["skip"] * 6 + ["stop", "repeat", "pause", "help", "volume_up", "previous"]
-FINISHED = re.compile(r"session_finished completed=(True|False)")
 
 
 def store_path(data: Path) -> Path:
-    try:
-        from device.usage import store_path as real
-    except ImportError:  # older tree
-        return data / "usage.db"
+    from device.usage import store_path as real
+
     return real(data)
-
-
-def prepare_data(data: Path, rendered: Path) -> Path:
-    """A data dir with the rendered default circle (as tests/conftest.py `box_data`)."""
-    import shutil
-
-    from device.script import packaged_scripts_dir
-
-    shutil.copytree(rendered / "cache", data / "cache")
-    (data / "scripts").mkdir(parents=True)
-    shutil.copy(packaged_scripts_dir() / "three-step-circle.yaml", data / "scripts")
-    return data
 
 
 @dataclass
@@ -83,89 +67,6 @@ class Report:
 
     def fault(self, text: str) -> None:
         self.faults.append(text)
-
-
-class RuntimeProcess:
-    """`circlebox run` as a child, its stderr read line by line on a thread."""
-
-    def __init__(self, data: Path, log_dir: Path, n: int) -> None:
-        env = box_env(data, PYTHONUNBUFFERED="1")
-        self.finished: list[bool] = []  # completed flag of each session_finished line, in order
-        self.lines: list[str] = []
-        self.log = log_dir / f"run-{n:04d}.log"
-        self.proc = subprocess.Popen([str(PYTHON), "-m", "device.cli", "run"], cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._lock = threading.Lock()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            m = FINISHED.search(line)
-            if m:
-                self.finished.append(m.group(1) == "True")
-
-    def finished_so_far(self) -> list[bool]:
-        return list(self.finished)
-
-    def kill(self) -> list[bool]:
-        """SIGKILL; returns the session_finished lines read *before* the kill."""
-        seen = self.finished_so_far()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self._reader.join(timeout=10)
-        return seen
-
-    def save_log(self) -> None:
-        self.log.write_text("".join(self.lines), encoding="utf-8")
-
-
-def wait_ready(sock: Path, proc: subprocess.Popen, timeout: float = 60.0) -> dict | None:
-    from device.control import BoxNotRunning, ControlClient
-
-    client = ControlClient(sock, timeout=2.0)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return None
-        with contextlib.suppress(BoxNotRunning, ValueError):
-            status = client.status()
-            # the socket answers a moment before start-up ends: "starting" is honest, not yet ready
-            if status.get("state") != "starting":
-                return status
-        time.sleep(0.05)
-    return None
-
-
-def check_files(data: Path) -> list[str]:
-    """Every file the box reads parses: nothing half-written anywhere in the data dir."""
-    problems = []
-    for path in sorted(data.rglob("*")):
-        if not path.is_file() or path.name.endswith(".tmp"):
-            continue
-        name = path.name
-        try:
-            if name.endswith(".json"):
-                json.loads(path.read_text(encoding="utf-8"))
-            elif name.endswith((".yaml", ".yml")):
-                yaml.safe_load(path.read_text(encoding="utf-8"))
-            elif name.endswith(".wav"):
-                with wave.open(str(path)) as w:
-                    if w.getnframes() == 0:
-                        problems.append(f"{path}: empty WAV")
-            elif name.endswith((".db", ".sqlite")):
-                db = sqlite3.connect(path)
-                try:
-                    ok = db.execute("PRAGMA integrity_check").fetchone()[0]
-                finally:
-                    db.close()
-                if ok != "ok":
-                    problems.append(f"{path}: integrity_check says {ok}")
-        except Exception as exc:
-            problems.append(f"{path}: {type(exc).__name__}: {exc}")
-    return problems
 
 
 def stored_sessions(data: Path) -> list[dict]:
@@ -270,14 +171,6 @@ steps:
     say: ["Thank you, group {salt}.", {{pause: 1}}, "Goodbye."]
     then: continue
 """
-
-
-def box_env(data: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "CIRCLEBOX_PATHS__DATA_DIR": str(data), "CIRCLEBOX_BUTTONS__PIN_FACTORY": "mock",
-           "SDL_AUDIODRIVER": "disk", "SDL_DISKAUDIOFILE": "/dev/null", "PYGAME_HIDE_SUPPORT_PROMPT": "1", **extra}
-    env.pop("NOTIFY_SOCKET", None)  # not systemd: no READY/WATCHDOG datagrams
-    env.pop("WATCHDOG_USEC", None)
-    return env
 
 
 def render_kills(data: Path, kills: int, seed: int = 13, report: Report | None = None) -> Report:
@@ -523,14 +416,14 @@ def admin_login(http: Http, data: Path) -> None:
 
 
 def check_admin_data(data: Path, circle_ok: list[str], site_ok: list[str], restarted: bool = False) -> list[str]:
-    """After a kill: files whole, scripts valid, the circle's rendered set matches the live
-    script completely (or, right after the kill and before the admin restarts, the saved draft:
-    the cut came between the new set and the switch, which the next start finishes; `restarted`:
-    the live script only), and nothing the admin had confirmed as saved is lost: `circle_ok` (and
-    `site_ok`) are the last confirmed save followed by those posted after it, unconfirmed (a
-    save may be done on disk a moment before its answer arrives); empty while nothing was
-    confirmed."""
-    from device.content import ContentError, load_circle
+    """After a kill: files whole, scripts valid, the box can play the circle as the runtime
+    loads it (`device.content.load_configured_circle`: the live copy with its rendered set, or
+    the save the cut interrupted between its new set and its switch), and after the admin's
+    restart (`restarted`) the live copy itself plays (the restart finished any such switch);
+    nothing the admin had confirmed as saved is lost: `circle_ok` (and `site_ok`) are the last
+    confirmed save followed by those posted after it, unconfirmed (a save may be done on disk a
+    moment before its answer arrives); empty while nothing was confirmed."""
+    from device.content import ContentError, load_circle, load_configured_circle
     from device.script import ScriptError, load_script
 
     problems = check_files(data)
@@ -540,17 +433,14 @@ def check_admin_data(data: Path, circle_ok: list[str], site_ok: list[str], resta
         except ScriptError as exc:
             problems.append(f"{path}: {exc}")
     live = data / "scripts" / f"{ADMIN_CIRCLE}.yaml"
-    draft = data / "scripts" / ".drafts" / f"{ADMIN_CIRCLE}.yaml"
     if live.exists():
         try:
-            load_circle(load_script(live), data / "cache")
+            if restarted:
+                load_circle(load_script(live), data / "cache")
+            else:
+                load_configured_circle(ADMIN_CIRCLE, data)
         except (ScriptError, ContentError) as exc:
-            try:
-                if restarted or not draft.exists():
-                    raise
-                load_circle(load_script(draft), data / "cache")
-            except (ScriptError, ContentError):
-                problems.append(f"the live circle cannot be played{' after the restart' * restarted}: {exc}")
+            problems.append(f"the box cannot play the circle{' after the restart' * restarted}: {exc}")
         text = live.read_text(encoding="utf-8")
         if circle_ok and not any(f"group {salt}." in text for salt in circle_ok):
             problems.append(f"the saved circle (group {circle_ok[0]}) is not live, nor a later one")
@@ -805,5 +695,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

@@ -29,9 +29,6 @@ from test_admin_support import FakeRender, make_app, ready_client, token
 from device.script import packaged_scripts_dir
 from local_admin.backends import dhis2_measures
 
-# CI time not yet measured for these forms: run with `pytest -m slow` (docs/stress.md).
-pytestmark = pytest.mark.slow
-
 FUZZ = fuzz_settings(25)
 VOICE = "en_US-joe-medium"
 

@@ -28,9 +28,6 @@ from powercut import (
 from audio.silent import SilentSpeaker
 from device.runtime import Runtime
 
-# CI time not yet measured for these forms: run with `pytest -m slow` (docs/stress.md).
-pytestmark = pytest.mark.slow
-
 
 def assert_clean(report: Report, kills: int, writer: int) -> None:
     assert report.faults == [], "\n".join(report.faults)
@@ -177,6 +174,12 @@ def test_a_save_cut_between_its_rendered_set_and_the_switch_is_finished_at_start
     assert live.read_text(encoding="utf-8") == text(2, "New words.")
     assert not store.draft_path(tmp_path, "cut-circle").exists()
     assert [h["version"] for h in store.history(tmp_path, "cut-circle")] == [1]
+
+    # a cut after the switch, before the draft was removed: the save is done, the draft goes
+    store.write_draft(tmp_path, "cut-circle", text(2, "New words."))
+    make_app(tmp_path)
+    assert not store.draft_path(tmp_path, "cut-circle").exists()
+    assert live.read_text(encoding="utf-8") == text(2, "New words.")
 
     # a render that failed: the set is the live one's, the draft stays for the editor to offer
     store.write_draft(tmp_path, "cut-circle", text(3, "Newer words."))

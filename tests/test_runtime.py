@@ -174,6 +174,55 @@ def test_a_newly_rendered_version_is_taken_between_circles(box_data):
         runtime.close()
 
 
+def test_a_save_cut_between_its_rendered_set_and_the_switch_is_played_without_the_admin_page(box_data):
+    """Regression (power-cut harness): the admin page saves a draft, renders it, writes the
+    circle's set, then makes the draft live. A cut between the last two left a live copy that
+    matched no set and a last-good copy whose sounds were replaced: the runtime could not start
+    until the admin page had started and finished the switch. It now plays the rendered draft,
+    and the admin page's start makes it live (the same `interrupted_save` decides both)."""
+    from device.content import cache_dir, draft_path, ensure_rendered, parse_script
+    from local_admin import store
+
+    live = box_data / "scripts" / "three-step-circle.yaml"
+    old = live.read_text()
+    first = start_runtime(box_data, control=False)  # v1 played once: it is the last good copy
+    first.close()
+    new = old.replace("version: 1", "version: 2").replace("This circle is now closed.",
+                                                          "This circle is now closed. Go well.")
+    draft = draft_path(box_data, "three-step-circle")
+    draft.parent.mkdir(parents=True)
+    draft.write_text(new)
+    ensure_rendered(parse_script(new, str(draft), live), cache_dir(box_data), voices_dir=None,
+                    sample_rate=22050, loudness_lufs=-18.0, quiet=True)
+    # the power went here: the set is the draft's, the live copy is still version 1
+    runtime = start_runtime(box_data, control=False)
+    try:
+        assert runtime.circle.loaded.script.version == 2
+        assert runtime.health["circle"] == "ok" and not runtime.faults
+        assert live.read_text() == old  # the runtime only reads: the admin page finishes the switch
+        assert store.finish_interrupted_saves(box_data) == ["three-step-circle"]
+        assert live.read_text() == new and not draft.exists()
+        assert runtime.maybe_reload() is False  # the same text: nothing to switch
+    finally:
+        runtime.close()
+
+
+def test_a_draft_whose_render_did_not_finish_is_not_played(box_data):
+    from device.content import draft_path
+
+    live = box_data / "scripts" / "three-step-circle.yaml"
+    draft = draft_path(box_data, "three-step-circle")
+    draft.parent.mkdir(parents=True)
+    draft.write_text(live.read_text().replace("version: 1", "version: 2").replace(
+        "This circle is now closed.", "Not rendered."))
+    runtime = start_runtime(box_data, control=False)
+    try:
+        assert runtime.circle.loaded.script.version == 1
+        assert runtime.health["circle"] == "ok"
+    finally:
+        runtime.close()
+
+
 def test_an_installed_content_bundle_with_a_higher_version_is_played(box_data):
     import shutil
 

@@ -7,7 +7,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from test_update_helpers import Keys, good_bundle, manifest_for
 
@@ -20,7 +21,7 @@ KEYS = Keys()
 _TMP = Path(tempfile.mkdtemp(prefix="cbx-fuzz-"))
 GOOD = good_bundle(_TMP, KEYS, 2, files={"a/b.txt": b"hello" * 50, "c.bin": bytes(range(256)) * 4}).read_bytes()
 BOX = Box(root=_TMP / "root", trusted_keys=KEYS.trusted)
-FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(100)
 
 
 def check(data: bytes) -> None:
@@ -72,7 +73,7 @@ MANIFEST_KEYS = [
 FILE_KEYS = ["path", "size", "sha256", "mode", "extra_key"]
 
 
-@settings(max_examples=80, deadline=None, database=None)
+@fuzz_settings(80)
 @given(st.sampled_from(MANIFEST_KEYS), st.sampled_from(FILE_KEYS), st.booleans(), JSON)
 def test_a_valid_manifest_with_any_field_changed_is_parsed_or_refused(key, file_key, in_file, value):
     """One field of a good manifest (or of its first file) set to any JSON value."""
