@@ -20,7 +20,16 @@ from typing import Any
 from device import sdnotify
 from device.box import Box
 from device.config import Config
-from device.content import Circle, ContentError, cache_dir, load_circle, load_configured_circle
+from device.content import (
+    Circle,
+    ContentError,
+    cache_dir,
+    cache_for,
+    load_circle,
+    load_configured_circle,
+    rendered_matches,
+    resolve_script,
+)
 from device.engine import FINISHED, IDLE, Engine, ListeningChanged
 from device.fsutil import atomic_write_text
 from device.script import ScriptError, parse_script
@@ -357,6 +366,9 @@ class Runtime:
         self._signature = signature
         loaded = self.circle.loaded
         try:
+            candidate = resolve_script(self.config.session.script, self.data_dir)
+            if candidate.text == loaded.text and rendered_matches(candidate, cache_for(candidate, self.data_dir)):
+                return False  # the same circle still plays: no need to read its sounds again
             new = load_configured_circle(self.config.session.script, self.data_dir)
             if new.loaded.text == loaded.text:
                 return False
