@@ -9,6 +9,9 @@
 #   ./image_build.sh --lock                          add aarch64 wheel hashes to
 #                                                    image/requirements-pi.txt (internet)
 # Options:
+#   --pubkey FILE       the programme's update-signing public key (.pub from `circlebox bundle
+#                       keygen`); required, repeat it for several keys. Without one the box
+#                       refuses every update (U04)
 #   --build NAME        audio build from firmware_config/builds (default i2s-amp-usb-mic)
 #   --with-vosk DIR     bake an unpacked vosk model directory into the data partition
 #   --no-render         do not pre-render the prompts (or set CIRCLEBOX_IMAGE_NO_RENDER=1)
@@ -25,6 +28,7 @@ BUILD=i2s-amp-usb-mic
 VOSK=""
 RENDER=1
 WHEELHOUSE=""
+PUBKEYS=()
 MODE=""
 TARGET=""
 [ "${CIRCLEBOX_IMAGE_NO_RENDER:-0}" = 1 ] && RENDER=0
@@ -32,13 +36,19 @@ TARGET=""
 log() { printf 'image_build: %s\n' "$*" >&2; }
 warn() { printf 'image_build: WARNING: %s\n' "$*" >&2; }
 die() { printf 'image_build: ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 host_python() {
     if [ -x "$REPO/.venv/bin/python" ]; then echo "$REPO/.venv/bin/python"; else command -v python3; fi
 }
 
 # --- the files of the image -------------------------------------------------------------------
+
+# pubkeys [--root ROOT]: check every --pubkey file (and install them under ROOT) with the
+# updater's own key loader; image/install_pubkeys.py says exactly what is wrong.
+pubkeys() {
+    "$(host_python)" "$REPO/image/install_pubkeys.py" "$@" "${PUBKEYS[@]}" || exit 1
+}
 
 # install_files ROOT: copy and append everything image/files.txt lists.
 install_files() {
@@ -195,6 +205,7 @@ build_tree() {
     install -d -m 0755 "$root"
     umask 022
     install_files "$root"
+    pubkeys --root "$root"
     install -d -m 0755 "$root/usr/local/bin"
     ln -sfn /opt/circlebox/venv/bin/circlebox "$root/usr/local/bin/circlebox"
     enable_units "$root"
@@ -380,6 +391,7 @@ while [ $# -gt 0 ]; do
         --tree-only|--check|--image) MODE=${1#--}; TARGET=${2:?"$1 needs a path"}; shift ;;
         --lock) MODE=lock ;;
         --build) BUILD=${2:?--build needs a name}; shift ;;
+        --pubkey) PUBKEYS+=("$(realpath -m -- "${2:?--pubkey needs a file}")"); shift ;;
         --with-vosk) VOSK=$(cd "${2:?--with-vosk needs a directory}" && pwd); shift ;;
         --wheelhouse) WHEELHOUSE=$(cd "${2:?--wheelhouse needs a directory}" && pwd); shift ;;
         --no-render) RENDER=0 ;;
@@ -392,13 +404,14 @@ done
 case "$MODE" in
     tree-only)
         [ ! -e "$TARGET" ] || [ -z "$(ls -A "$TARGET")" ] || die "$TARGET exists and is not empty"
+        pubkeys
         install -d "$TARGET"
         TARGET=$(cd "$TARGET" && pwd)
         build_tree "$TARGET" tree
         run_check "$TARGET"
         ;;
     check) run_check "$TARGET" ;;
-    image) full_image "$TARGET" ;;
+    image) pubkeys; full_image "$TARGET" ;;
     lock) lock_requirements ;;
     *) usage 2 ;;
 esac

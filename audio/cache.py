@@ -28,8 +28,11 @@ HASH_MEMO = "file-hashes.json"
 
 
 def cache_dir_for(data_dir: Path) -> Path:
-    """Where `circlebox render` keeps prompts and manifests for a box with this data dir."""
-    return Path(data_dir) / "cache"
+    """Where `circlebox render` keeps prompts and manifests for a box with this data dir
+    (`DataFolder.cache`; circles a content bundle installed bring their own)."""
+    from device.datafolder import DataFolder
+
+    return DataFolder(data_dir).cache
 
 
 def manifest_path_for(data_dir: Path, name: str) -> Path:

@@ -1,33 +1,47 @@
 """Layered configuration: package defaults, /etc, the admin's file, then the environment.
 
 Merged key by key and validated into frozen objects, so a typo in any layer is an error that
-names the file and the key, never a silently ignored setting.
+names the file and the key, never a silently ignored setting. Every section is a model (the
+feature sections listening, admin and dhis2 are in `device.config_sections`); the admin page
+checks what it saves with `validate_admin_layer`, so the box and the page share one set of rules.
+A map of the user's own keys (DHIS2 data elements, spoken phrases) is replaced whole by a layer.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from device.actions import validate_action_name
+from device.config_sections import AdminSection, Dhis2Section, FrozenSection, ListeningSection
+from device.datafolder import DataFolder
 
 ETC_CONFIG = Path("/etc/circlebox/config.yaml")
-ADMIN_CONFIG_NAME = "admin-config.yaml"
+ADMIN_CONFIG_NAME = DataFolder(Path("/")).admin_config.name  # <data_dir>/admin-config.yaml
 ENV_PREFIX = "CIRCLEBOX_"
 
 
 class ConfigError(ValueError):
-    """A configuration layer is unreadable or invalid; the message names the file and key."""
+    """A configuration layer is unreadable or invalid; the message names the file and key.
+
+    `problems` holds (dotted key, plain message) pairs, so a form can show each next to its
+    field ("dhis2.data_elements.attendance", "'abc' is not a DHIS2 code: ...").
+    """
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+_Frozen = FrozenSection
 
 
 class BoxSection(_Frozen):
@@ -105,11 +119,13 @@ class Config(_Frozen):
     buttons: ButtonsSection
     leds: LedsSection
     protected: tuple[str, ...] = ()
-    # Sections owned by later features are validated by their own modules; they are kept here
-    # as plain mappings so a box with an older runtime still starts.
-    listening: dict[str, Any] = Field(default_factory=dict)
-    admin: dict[str, Any] = Field(default_factory=dict)
-    dhis2: dict[str, Any] = Field(default_factory=dict)
+    listening: ListeningSection
+    admin: AdminSection
+    dhis2: Dhis2Section
+    # The layers under the admin's file and the environment layer, as load_config merged them:
+    # validate_admin_layer puts a new admin file between them exactly as the next load will.
+    _below_admin: dict[str, Any] | None = PrivateAttr(default=None)
+    _environment: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _pins_distinct(self) -> Config:
@@ -143,19 +159,67 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_layer(path: Path) -> dict[str, Any]:
+    """One layer file as a mapping ({} when it does not exist); ConfigError when unreadable."""
+    return _read_yaml(path) if path.exists() else {}
+
+
 def package_defaults() -> dict[str, Any]:
     text = resources.files("device").joinpath("defaults.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 
-def merge(base: Mapping[str, Any], layer: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Merge `layer` into `base` key by key; a key unknown to `base` is an error naming `source`."""
+def _annotation_parts(annotation: Any) -> list[Any]:
+    """The types inside X | None, Optional[X] and Annotated[X, ...]."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _annotation_parts(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [p for arg in typing.get_args(annotation) for p in _annotation_parts(arg)]
+    return [annotation]
+
+
+def map_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> frozenset[tuple[str, ...]]:
+    """Keys whose value is a map of the user's own keys (a dict field), found from the model.
+
+    Such a map is data, not a schema: a layer's map replaces the one beneath it whole, so a
+    new key is welcome and a key left out is gone (a removed DHIS2 code, a deleted phrase).
+    """
+    found: set[tuple[str, ...]] = set()
+    for name, field in model.model_fields.items():
+        for part in _annotation_parts(field.annotation):
+            if isinstance(part, type) and issubclass(part, BaseModel):
+                found |= map_paths(part, (*prefix, name))
+            elif typing.get_origin(part) in (dict, Mapping):
+                found.add((*prefix, name))
+    return frozenset(found)
+
+
+def merge(
+    base: Mapping[str, Any],
+    layer: Mapping[str, Any],
+    source: str,
+    *,
+    new_keys: bool = False,
+    _path: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Merge `layer` into `base` key by key; a key unknown to `base` is an error naming `source`.
+
+    Maps of user keys (`map_paths(Config)`, like dhis2.data_elements) are replaced whole.
+    `new_keys=True` merges two layers of one file, where either may hold keys the other lacks.
+    """
     merged = dict(base)
     for key, value in layer.items():
-        if key not in base:
-            raise ConfigError(f"{source}: unknown key '{key}'")
-        if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
-            merged[key] = merge(base[key], value, f"{source}: {key}")
+        path = (*_path, str(key))
+        if key not in base and not new_keys:
+            known = ", ".join(sorted(str(k) for k in base))
+            raise ConfigError(
+                f"{source}: unknown key '{key}'",
+                [(".".join(path), f"unknown key '{key}' (known: {known})")],
+            )
+        old = base.get(key)
+        if path not in CONFIG_MAPS and isinstance(old, dict) and (old or new_keys) and isinstance(value, dict):
+            merged[key] = merge(old, value, f"{source}: {key}", new_keys=new_keys, _path=path)
         else:
             merged[key] = value
     return merged
@@ -201,11 +265,17 @@ def _validate(data: Mapping[str, Any], source: str) -> Config:
     except RecursionError as exc:  # a value that refers to itself (a YAML alias loop)
         raise ConfigError(f"{source}: a value is nested too deeply (or refers to itself)") from exc
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
+        raise _validation_error(exc, source) from exc
+
+
+def _validation_error(exc: ValidationError, source: str, section: str = "") -> ConfigError:
+    """One ConfigError for all of pydantic's findings: "source: dotted.key: message; ..."."""
+    problems = []
+    for err in exc.errors():
+        loc = [section] if section else []
+        loc += [str(p) for p in err["loc"] if p != "[key]"]  # a bad map key: name the key itself
+        problems.append((".".join(loc) or "(top level)", err["msg"].removeprefix("Value error, ")))
+    return ConfigError(f"{source}: " + "; ".join(f"{where}: {msg}" for where, msg in problems), problems)
 
 
 def load_config(
@@ -231,21 +301,57 @@ def load_config(
     if not isinstance(raw_dir, str) or not raw_dir:
         raise ConfigError(f"paths.data_dir: must be a directory path, not {raw_dir!r}")
     data_dir = Path(raw_dir)
-    admin_path = admin_path or data_dir / ADMIN_CONFIG_NAME
+    admin_path = admin_path or DataFolder(data_dir).admin_config
+    below_admin = data
     if admin_path.exists():
         admin = _read_yaml(admin_path)
-        touched = _protected_keys_touched(admin, data.get("protected", ()))
-        if touched:
-            raise ConfigError(f"{admin_path}: protected keys cannot be set here: {', '.join(touched)}")
+        _refuse_protected(admin, data.get("protected", ()), str(admin_path))
         data = merge(data, admin, str(admin_path))
     data = merge(data, env, "environment")
-    return _validate(data, "configuration")
+    return _with_layers(_validate(data, "configuration"), below_admin, env)
+
+
+def _refuse_protected(layer: Mapping[str, Any], protected: Any, source: str) -> None:
+    touched = _protected_keys_touched(layer, protected)
+    if touched:
+        raise ConfigError(
+            f"{source}: protected keys cannot be set here: {', '.join(touched)}",
+            [(key, "locked by the technician's main config") for key in touched],
+        )
+
+
+def _with_layers(config: Config, below_admin: dict[str, Any], environment: dict[str, Any]) -> Config:
+    config._below_admin = below_admin
+    config._environment = environment
+    return config
 
 
 def validate_admin_layer(base: Config, layer: Mapping[str, Any], source: str) -> Config:
-    """Check what the admin page wants to save before it is written (nothing is lost on error)."""
-    touched = _protected_keys_touched(layer, base.protected)
-    if touched:
-        raise ConfigError(f"{source}: protected keys cannot be set here: {', '.join(touched)}")
-    merged = merge(base.model_dump(mode="json"), layer, source)
-    return _validate(merged, source)
+    """The config the box will have with `layer` as its admin file: checked before it is written
+    (nothing is lost on error). `layer` is the whole admin file, not a change to it."""
+    _refuse_protected(layer, base.protected, source)
+    if base._below_admin is None:  # a Config not made by load_config: the best we have
+        return _validate(merge(base.model_dump(mode="json"), layer, source), source)
+    merged = merge(merge(base._below_admin, layer, source), base._environment, "environment")
+    return _with_layers(_validate(merged, source), base._below_admin, base._environment)
+
+
+def section_model(name: str, values: Mapping[str, Any] | None, source: str = "") -> Any:
+    """One section (like `listening`) from `values` over the packaged defaults, validated.
+
+    For callers that hold a bare section (tests, benches, `listening_settings({...})`).
+    """
+    model = Config.model_fields[name].annotation
+    source = source or "configuration"
+    if not isinstance(values, Mapping | None):
+        raise ConfigError(f"{source}: {name}: must be a mapping of settings", [(name, "must be a mapping of settings")])
+    merged = merge(package_defaults()[name], values or {}, f"{source}: {name}", _path=(name,))
+    try:
+        return model.model_validate(merged)
+    except RecursionError as exc:
+        raise ConfigError(f"{source}: {name}: a value is nested too deeply") from exc
+    except ValidationError as exc:
+        raise _validation_error(exc, source, name) from exc
+
+
+CONFIG_MAPS = map_paths(Config)

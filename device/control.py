@@ -1,8 +1,15 @@
 """The local control channel between the admin page and the running box.
 
-A Unix socket speaking JSON lines: {"cmd": "status"} or {"cmd": "dispatch", "action": "next"},
-one JSON reply per request. Separate processes, so a slow page never stops a running circle;
-the socket lives in the data directory and is only reachable on the box itself.
+A Unix socket speaking JSON lines, one JSON reply per request:
+
+    {"cmd": "status"}                          -> {"ok": true, "status": {...}}
+    {"cmd": "dispatch", "action": "next"}      -> {"ok": true, "action": "next"}
+    {"cmd": "announce", "sounds": [...]}       -> {"ok": true}
+    {"cmd": "reload"}                          -> {"ok": true, "when": "now" | "after_circle"}
+    {"cmd": "set_clock", "time": 1.8e9}        -> {"ok": true, "time": iso, "trusted": bool}
+
+A refused request is {"ok": false, "error": "<plain words>"}. Separate processes, so a slow
+page never stops a running circle; the socket lives in the data directory and is only reachable on the box itself.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +28,14 @@ MAX_REQUEST = 4096
 MAX_ANNOUNCE = 40
 
 
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 def socket_path(data_dir: Path) -> Path:
-    return data_dir / "run" / "control.sock"
+    """The runtime's control socket (`DataFolder.control_socket`)."""
+    from device.datafolder import DataFolder
+
+    return DataFolder(data_dir).control_socket
 
 
 class ControlServer:
@@ -30,11 +43,15 @@ class ControlServer:
 
     def __init__(self, path: Path, status: Callable[[], dict[str, Any]],
                  dispatch: Callable[[str, str], None],
-                 announce: Callable[[tuple[str, ...], bool], None] | None = None) -> None:
+                 announce: Callable[[tuple[str, ...], bool], None] | None = None,
+                 handlers: Mapping[str, Handler] | None = None) -> None:
+        """`handlers`: more commands by name (the runtime's reload and set_clock), each given
+        the request and returning the reply."""
         self.path = Path(path)
         self.status = status
         self.dispatch = dispatch
         self.announce = announce
+        self.handlers = dict(handlers or {})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -81,6 +98,9 @@ class ControlServer:
                 return {"ok": False, "error": f"sounds must be a list of 1 to {MAX_ANNOUNCE} prompt ids"}
             self.announce(tuple(sounds), bool(request.get("urgent", False)))
             return {"ok": True}
+        handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
+        if handler is not None:
+            return handler(request)
         return {"ok": False, "error": f"unknown cmd '{cmd}'"}
 
     def close(self) -> None:
@@ -125,3 +145,12 @@ class ControlClient:
     def announce(self, sounds: list[str], urgent: bool = False) -> dict[str, Any]:
         """Ask the box to say these pre-rendered prompts (urgent: even during a circle)."""
         return self._ask({"cmd": "announce", "sounds": sounds, "urgent": urgent})
+
+    def reload(self) -> dict[str, Any]:
+        """Tell the box its settings or circle changed: {"ok": true, "when": "now" | "after_circle"}
+        (after_circle: a circle is running and the change waits for it to end)."""
+        return self._ask({"cmd": "reload"})
+
+    def set_clock(self, epoch: float) -> dict[str, Any]:
+        """Set the box's clock to this unix time (a phone's): {"ok": true, "time": iso, "trusted": bool}."""
+        return self._ask({"cmd": "set_clock", "time": epoch})

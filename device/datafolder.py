@@ -145,6 +145,20 @@ class DataFolder:
         return self.secrets / "setup-code"
 
     @property
+    def session_key(self) -> Path:
+        """Signs the admin page's session cookie (first boot makes it)."""
+        return self.secrets / "admin-session-key"
+
+    @property
+    def hotspot_passphrase(self) -> Path:
+        return self.secrets / "hotspot-passphrase"
+
+    @property
+    def firstboot_done(self) -> Path:
+        """Written last by first boot: the secrets are complete."""
+        return self.secrets / ".done"
+
+    @property
     def network(self) -> Path:
         return self.root / "network"
 

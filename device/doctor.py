@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from device.config import Config
+from device.datafolder import DataFolder
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 TONE_ID = "doctor:tone"
@@ -242,6 +243,7 @@ class Doctor:
         self.seams = seams
         self.config_error = config_error
         self.data_dir = config.data_dir
+        self.data = DataFolder(config.data_dir)
         self.checks: list[CheckResult] = []
         self.speaker: Any = None
         self.bank: Any = None
@@ -303,10 +305,22 @@ class Doctor:
         else:
             self.add("config", PASS, f"valid (box '{self.config.box.name}', data {self.data_dir})")
 
-    def _script(self) -> Any:
-        from device.content import resolve_script
+    def _source(self) -> Any:
+        """The circle the runtime would play, from where (device.content.resolve_circle)."""
+        from device.content import resolve_circle
 
-        return resolve_script(self.config.session.script, self.data_dir)
+        return resolve_circle(self.config.session.script, self.data)
+
+    def _script(self) -> Any:
+        return self._source().loaded
+
+    def check_data_folder(self) -> None:
+        """A box that was never set up or run has no data folder: say so first, plainly."""
+        if self.data.root.is_dir():
+            self.add("data folder", PASS, f"{self.data.root}")
+        else:
+            self.add("data folder", FAIL, f"the box has not been set up or run yet: {self.data.root} does not "
+                     "exist (first boot makes it on a box; `circlebox render` makes it on a laptop)")
 
     def check_voices(self) -> None:
         from audio.voices import list_voices
@@ -334,11 +348,9 @@ class Doctor:
                      installed=sorted(installed))
 
     def check_model(self) -> None:
-        section = self.config.listening or {}
-        commands = section.get("commands") or {}
-        explicit = commands.get("model_path") if isinstance(commands, Mapping) else None
-        wanted = bool(section.get("enabled", False)) and (
-            not isinstance(commands, Mapping) or commands.get("enabled", True))
+        section = self.config.listening
+        explicit = section.commands.model_path
+        wanted = section.enabled and section.commands.enabled
         if not explicit and not wanted:
             self.add("speech model", SKIP, "spoken commands are not configured")
             return
@@ -362,32 +374,38 @@ class Doctor:
         self.add("speech model", PASS, f"vosk model at {path}", path=str(path))
 
     def check_content(self) -> None:
-        from device.content import ContentError, cache_dir, load_circle
+        """The circle and the box's own prompts exactly as the runtime would load them: the same
+        resolver (box copy, installed bundle, packaged, interrupted save) and the same caches."""
+        from device.content import ContentError, load_source, system_manifest_for
         from device.script import ScriptError
-        from device.system_prompts import system_manifest_path, system_rendered_matches
+        from device.system_prompts import system_rendered_matches
 
-        cache = cache_dir(self.data_dir)
+        source = None
         try:
-            circle = load_circle(self._script(), cache)
-            script = circle.loaded.script
+            source = self._source()
+            circle = load_source(source)
             self.circle_bank = circle.bank
-            self.add("circle", PASS, f"'{script.script}' version {script.version} rendered and matching")
+            self.add("circle", PASS, f"{source.describe()} rendered and matching",
+                     origin=source.origin.value, cache=str(source.cache))
         except (ScriptError, ContentError, ValueError, OSError) as exc:
             self.add("circle", FAIL, str(exc))
         audio = self.config.audio
         names = [b.name for b in self.config.buttons.map]
-        if not system_manifest_path(cache).exists():
-            self.add("system prompts", FAIL, "not rendered: run `circlebox render`")
-        elif not system_rendered_matches(cache, voice_id=audio.system_voice, sample_rate=audio.sample_rate,
-                                         loudness_lufs=audio.loudness_lufs, button_names=names):
+        manifest = system_manifest_for(source) if source is not None else None
+        if manifest is None:
+            where = " or ".join(str(c) for c in (source.system_caches if source else (self.data.cache,)))
+            self.add("system prompts", FAIL, "not rendered: run `circlebox render`", looked_in=where)
+        elif not system_rendered_matches(manifest.parent.parent, voice_id=audio.system_voice,
+                                         sample_rate=audio.sample_rate, loudness_lufs=audio.loudness_lufs,
+                                         button_names=names):
             self.add("system prompts", FAIL, "changed since rendered (voice, buttons or settings): "
-                     "run `circlebox render`")
+                     "run `circlebox render`", manifest=str(manifest))
         else:
-            self.add("system prompts", PASS, f"rendered with {audio.system_voice}")
+            self.add("system prompts", PASS, f"rendered with {audio.system_voice}", manifest=str(manifest))
 
     def check_disk(self) -> None:
         if not self.data_dir.is_dir():
-            self.add("disk", FAIL, f"data directory {self.data_dir} does not exist")
+            self.add("disk", SKIP, "no data folder yet (see 'data folder')")
             return
         try:
             usage = self.seams.disk_usage(self.data_dir)
@@ -422,9 +440,15 @@ class Doctor:
     def check_clock(self) -> None:
         from device.wallclock import WallClock
 
-        make = self.seams.wall_clock or (lambda d: WallClock(d / "state" / "clock.json"))
+        make = self.seams.wall_clock or (lambda d: WallClock(DataFolder(d).clock))
         try:
-            reading = make(self.data_dir).read()
+            if self.data.root.is_dir():
+                reading = make(self.data_dir).read()
+            else:  # reading keeps a high-water mark: never make the box's folder for it
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix="circlebox-doctor-clock-") as tmp:
+                    reading = make(Path(tmp)).read()
         except Exception as exc:
             self.add("clock", FAIL, f"cannot read the clock: {exc}")
             return
@@ -444,11 +468,9 @@ class Doctor:
         self.texts = {pid: " ".join(parts) for pid, parts in system_prompts(self.config).items()}
         rate = self.config.audio.sample_rate
         bank = self.circle_bank
-        if bank is None:
+        if bank is None:  # no circle: the box's own prompts alone
             with contextlib.suppress(Exception):
-                from device.content import cache_dir
-
-                bank = SoundBank.from_manifest(system_manifest_path(cache_dir(self.data_dir)))
+                bank = SoundBank.from_manifest(system_manifest_path(self.data.cache))
         if bank is None or bank.sample_rate != rate:
             bank = SoundBank(rate)
             bank.add_tones()
@@ -738,8 +760,8 @@ class Doctor:
     # -- all of it -------------------------------------------------------------------------------
 
     def run(self, started: str) -> DoctorReport:
-        for check in (self.check_config, self.check_voices, self.check_model, self.check_content,
-                      self.check_disk, self.check_sd_card, self.check_clock):
+        for check in (self.check_data_folder, self.check_config, self.check_voices, self.check_model,
+                      self.check_content, self.check_disk, self.check_sd_card, self.check_clock):
             try:
                 check()
             except Exception as exc:  # one broken check must not hide the others
@@ -770,7 +792,7 @@ def write_report(report: DoctorReport, path: Path) -> Path:
 
 
 def default_report_path(data_dir: Path, stamp: str) -> Path:
-    return Path(data_dir) / "reports" / f"doctor-{stamp}.json"
+    return DataFolder(data_dir).reports / f"doctor-{stamp}.json"
 
 
 __all__ = [

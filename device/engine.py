@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from device.actions import Action, UnknownAction, parse_action
@@ -122,14 +123,42 @@ Command = Play | StopAudio | PauseAudio | ResumeAudio | SetVolume | SetLed | Set
 
 # -- engine -----------------------------------------------------------------------------------
 
-IDLE, SPEAKING, WAITING, IN_ROUND, TIMER, PAUSED, HELP, FINISHED = (
-    "idle", "speaking", "waiting", "in_round", "timer", "paused", "help", "finished",
-)
+
+class State(StrEnum):
+    """What the box is doing. The values are what status JSON, logs and the LEDs' names show."""
+
+    IDLE = "idle"
+    SPEAKING = "speaking"
+    WAITING = "waiting"
+    IN_ROUND = "in_round"
+    TIMER = "timer"
+    PAUSED = "paused"
+    HELP = "help"
+    FINISHED = "finished"
+
+
+class RoundPhase(StrEnum):
+    """Where a round is: what a NEXT press or speech in the room means depends on it."""
+
+    PROMPT = "prompt"  # the round's instruction is playing
+    TURN = "turn"  # someone has the talking piece
+    REMINDER = "reminder"  # the gentle reminder is playing into a pause
+    WRAP_UP = "wrap_up"  # the wrap-up is playing: the turn ends after it
+    BETWEEN = "between"  # the bell or words between two turns
+    DONE = "done"
+
+
+PAUSES = (State.PAUSED, State.HELP)  # the circle is held; the state it left is kept to come back to
+AT_REST = (State.IDLE, State.FINISHED)  # no circle is running
 PAUSE_BEFORE_SPEAKING_S = 1.0  # silence we wait for before a reminder or wrap-up: never talk over anyone
 LED_FOR_STATE = {
-    IDLE: "idle", SPEAKING: "speaking", WAITING: "waiting", IN_ROUND: "listening",
-    TIMER: "timer", PAUSED: "paused", HELP: "help", FINISHED: "idle",
+    State.IDLE: "idle", State.SPEAKING: "speaking", State.WAITING: "waiting", State.IN_ROUND: "listening",
+    State.TIMER: "timer", State.PAUSED: "paused", State.HELP: "help", State.FINISHED: "idle",
 }
+TURN_PHASES = (RoundPhase.TURN, RoundPhase.WRAP_UP, RoundPhase.REMINDER)  # a turn is under way
+# explain mode says what a button does instead of doing it; these still act (the admin page's
+# volume slider is not a button to learn)
+ACT_WHILE_EXPLAINING = ("explain", "volume")
 
 
 @dataclass
@@ -159,7 +188,16 @@ class _Turn:
 
 
 class Engine:
-    """One circle at a time, from the first NEXT to the last step."""
+    """One circle at a time, from the first NEXT to the last step.
+
+    Buttons while the circle is held (state `paused` or `help`): PAUSE or NEXT, and HELP while
+    in help, let the circle carry on exactly where it was (a held sound continues; an
+    instruction a message was played over starts again from its beginning). NEXT never skips
+    or ends a step here: a facilitator pressing it to get out of help must not cost the group
+    a step. REPEAT carries on and says the current instruction again from its start, as it
+    always does. SKIP, PREVIOUS, GOTO and STOP say plainly that they leave the step: they carry
+    on and then do just that. Leaving explain mode goes back to what the box did before it.
+    """
 
     def __init__(
         self,
@@ -175,25 +213,52 @@ class Engine:
         self.volume_cap = volume_cap
         self.volume_step = volume_step
         self.listening = listening
-        self.state = IDLE
+        self.state = State.IDLE
         self.step_index = -1
         self.session_start: float | None = None
         self._cmds: list[Command] = []
         self._now = 0.0
         self._paused_total = 0.0
         self._pause_started: float | None = None
-        self._resume_state: str | None = None
+        self._resume_state: State | None = None
         self._resume_how: str = "audio"  # "audio": ResumeAudio; "replay": play the current sound again
         self._seq: _Sequence | None = None
         self._suspended: _Sequence | None = None
         self._deadlines: dict[str, tuple[float, Callable[[], None]]] = {}
         self._explaining = False
+        self._explain_from: State | None = None  # the state explain mode came from, to go back to
         self._turn: _Turn | None = None
         self._turns_done = 0
-        self._round_phase = ""
+        self._round_phase: RoundPhase | None = None
         self._round_open = False
         self._round_last_activity = 0.0
+        self._timer_start: float | None = None  # active time the current timer step began
         self.led = "idle"
+        self._event_handlers: dict[type, Callable[[Any], None]] = {
+            Press: self._handle_press,
+            AudioFinished: self._handle_audio_finished,
+            Tick: self._handle_tick,
+            SpeechStarted: self._handle_speech_started,
+            SpeechEnded: self._handle_speech_ended,
+            Announce: self._handle_announce,
+            ListeningChanged: self._handle_listening_changed,
+        }
+        self._action_handlers: dict[str, Callable[[Action], None]] = {
+            "start": self._on_start,
+            "stop": self._on_stop,
+            "next": self._on_next,
+            "skip": self._on_skip,
+            "repeat": self._on_repeat,
+            "previous": self._on_previous,
+            "goto": self._on_goto,
+            "pause": self._on_pause,
+            "help": self._on_help,
+            "explain": self._on_explain,
+            "volume_up": self._on_volume_up,
+            "volume_down": self._on_volume_down,
+            "volume": self._on_volume,
+            "setup_code": self._on_setup_code,
+        }
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -201,24 +266,7 @@ class Engine:
         """Feed one event that happened at `now`; returns what the box must do."""
         self._now = now
         self._cmds = []
-        if isinstance(event, Press):
-            self._on_press(event)
-        elif isinstance(event, AudioFinished):
-            self._on_audio_finished(event.sound)
-        elif isinstance(event, Tick):
-            self._fire_due()
-        elif isinstance(event, SpeechStarted):
-            self._on_speech_started()
-        elif isinstance(event, SpeechEnded):
-            # the listener reports the end a hangover late; silence counts from the real end
-            self._on_speech_ended(min(self._active, event.t - self._paused_total))
-        elif isinstance(event, Announce):
-            self._announce(event)
-        elif isinstance(event, ListeningChanged):
-            self.listening = event.available
-            self._log("listening", available=event.available)
-            if not event.available:
-                self._clear_deadlines("advance_silence")  # unsure: wait for a button
+        self._event_handlers[type(event)](event)
         cmds, self._cmds = self._cmds, []
         return cmds
 
@@ -242,10 +290,15 @@ class Engine:
     def playing(self) -> str | None:
         return self._seq.current if self._seq else None
 
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Every action name this engine handles (the vocabulary of device.actions)."""
+        return tuple(self._action_handlers)
+
     def status(self) -> dict[str, Any]:
         step = self.step
         return {
-            "state": self.state,
+            "state": self.state.value,
             "step": step.id if step else None,
             "step_title": (step.title or step.id) if step else None,
             "step_index": self.step_index if step else None,
@@ -257,6 +310,238 @@ class Engine:
             "listening_active": self.listening,
             "playing": self.playing,
         }
+
+    def countdown(self, now: float) -> dict[str, Any] | None:
+        """The running turn's or timer's clock at `now`, for the admin panel; None if neither runs.
+
+        Counts active time only, like the deadlines: a pause stops the clock (`paused` says so).
+        """
+        active = (self._pause_started if self._pause_started is not None else now) - self._paused_total
+        state, step, paused = self._underlying_state, self.step, self._pause_started is not None
+        if state == State.IN_ROUND and self._turn is not None and isinstance(step, RoundStep):
+            return {"kind": "turn", "turn": self._turn.n, "warn_s": step.turns.warn_s, "paused": paused,
+                    **_clock(active - self._turn.start, step.turns.max_s)}
+        if state == State.TIMER and self._timer_start is not None and isinstance(step, TimerStep):
+            return {"kind": "timer", "paused": paused, **_clock(active - self._timer_start, step.duration_s)}
+        return None
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _handle_press(self, press: Press) -> None:
+        try:
+            action = parse_action(press.action)
+        except UnknownAction as exc:
+            self._log("ignored", action=press.action, why=str(exc))
+            return
+        if self._explaining and action.name not in ACT_WHILE_EXPLAINING:
+            self._log("explained", action=action.text)
+            self._interrupt_with([f"msg:action_{action.name}" if action.name != "goto" else "msg:action_next"])
+            return
+        self._action_handlers[action.name](action)
+
+    def _handle_audio_finished(self, event: AudioFinished) -> None:
+        seq = self._seq
+        if seq is None or seq.current != event.sound or self._pause_started is not None:
+            return  # stale: we already moved on
+        if not event.sound.startswith("bell:"):
+            self._log("prompt_finished", step=self._step_id, prompt=event.sound)
+        seq.index += 1
+        if seq.index < len(seq.sounds):
+            self._start_current_sound()
+            return
+        self._seq = None
+        if seq.on_done:
+            seq.on_done()
+
+    def _handle_tick(self, _event: Tick) -> None:
+        self._fire_due()
+
+    def _handle_speech_started(self, _event: SpeechStarted) -> None:
+        turn = self._turn
+        self._round_last_activity = self._active
+        self._clear_deadlines("advance_silence")  # the room is talking: wait for quiet again
+        if self.state != State.IN_ROUND or turn is None or self._round_phase != RoundPhase.TURN:
+            return
+        turn.speech_seen = True
+        turn.in_speech = True
+        self._clear_deadlines("turn_silence", "turn_pause")
+
+    def _handle_speech_ended(self, event: SpeechEnded) -> None:
+        # the listener reports the end a hangover late; silence counts from the real end
+        ended = min(self._active, event.t - self._paused_total)
+        turn = self._turn
+        self._round_last_activity = ended
+        self._arm_advance_on_silence(ended)
+        if self.state != State.IN_ROUND or turn is None or self._round_phase != RoundPhase.TURN:
+            return
+        turn.in_speech = False
+        turn.last_speech_end = max(ended, turn.start)
+        self._arm_turn()
+
+    def _handle_announce(self, event: Announce) -> None:
+        if self.state not in AT_REST and not event.urgent:
+            self._log("ignored", action="announce", why="a circle is running")
+            return
+        if self.state not in AT_REST and self.state not in PAUSES:
+            self._pause(State.PAUSED)
+        self._log("announce", sounds=list(event.sounds))
+        self._interrupt_with(list(event.sounds))
+
+    def _handle_listening_changed(self, event: ListeningChanged) -> None:
+        self.listening = event.available
+        self._log("listening", available=event.available)
+        if not event.available:
+            self._clear_deadlines("advance_silence")  # unsure: wait for a button
+
+    # -- actions: one handler per action name (see _action_handlers) ---------------------------
+
+    def _on_start(self, action: Action) -> None:
+        if self.state in AT_REST:
+            self._start_session()
+        else:
+            self._log("ignored", action="start", why="a circle is already running")
+
+    def _on_next(self, action: Action) -> None:
+        if self.state in PAUSES:
+            self._resume(replay=True)  # carry on where it was: never skips or ends the step
+        elif self.state == State.IDLE:
+            self._start_session()
+        elif self.state == State.FINISHED:
+            self._play(["msg:finished"])
+            self._set_state(State.IDLE)
+        elif self.state == State.IN_ROUND and self._round_phase in TURN_PHASES:
+            self._end_turn("button")
+        elif self.state == State.IN_ROUND:
+            # during the round's prompt or a between-turns bell: skip ahead to the turn
+            self._stop_audio()
+            self._begin_turn() if self._round_phase == RoundPhase.PROMPT else self._begin_next_turn()
+        else:
+            self._finish_step("next", delivered=self.state in (State.WAITING, State.TIMER))
+
+    def _on_skip(self, action: Action) -> None:
+        # resume first: HELP or PAUSE pressed while idle or finished resumes to no circle at all
+        self._resume(replay=False)
+        if self.state in AT_REST:
+            self._on_next(action)
+            return
+        delivered = self.state == State.WAITING or (self.state == State.IN_ROUND and self._turns_done > 0)
+        self._finish_step("skip", delivered=delivered)
+
+    def _on_repeat(self, action: Action) -> None:
+        """Say the current instruction again from its start (also out of PAUSE or HELP)."""
+        self._resume(replay=False)
+        self._log("repeat", step=self._step_id)
+        if self.state == State.IDLE:
+            self._play(["msg:ready"])
+        elif self.state == State.FINISHED:
+            self._play(["msg:finished"])
+        elif self.state == State.IN_ROUND:
+            self._clear_deadlines()
+            self._round_phase = RoundPhase.PROMPT
+            self._play([prompt_id(self.step.id)], self._after_round_prompt)
+        elif self.state == State.TIMER:
+            step = self.step
+            if step.say:
+                self._play([prompt_id(step.id)])
+        else:
+            self._start_step(self.step_index, announce=False)
+
+    def _on_previous(self, action: Action) -> None:
+        self._resume(replay=False)
+        if self.state in AT_REST:
+            self._on_repeat(action)
+            return
+        target = max(0, self.step_index - 1)
+        self._finish_step("previous", delivered=False, advance=False)
+        self._start_step(target)
+
+    def _on_goto(self, action: Action) -> None:
+        try:
+            target = self.script.step_index(action.step or "")
+        except KeyError:
+            self._log("ignored", action=action.text, why=f"no step '{action.step}' in this circle")
+            return
+        self._resume(replay=False)
+        if self.state in AT_REST:
+            self._start_session(first_step=target)
+            return
+        self._finish_step("goto", delivered=False, advance=False)
+        self._start_step(target)
+
+    def _on_pause(self, action: Action) -> None:
+        if self.state in PAUSES:
+            self._resume(replay=True)
+        elif self.state in AT_REST:
+            self._log("ignored", action="pause", why="no circle is running")
+        else:
+            self._pause(State.PAUSED)
+
+    def _on_help(self, action: Action) -> None:
+        """HELP pauses and plays the calm message; HELP again carries on, like PAUSE does."""
+        if self.state == State.HELP:
+            self._resume(replay=True)
+            return
+        self._log("help", step=self._step_id)
+        self._cmds.append(SetHelpLed(True))
+        if self.state == State.PAUSED:
+            self._set_state(State.HELP)
+        else:
+            self._pause(State.HELP)
+        self._interrupt_with(["msg:help"])
+
+    def _on_explain(self, action: Action) -> None:
+        """Explain mode: every press says what its button does, until explain is pressed again."""
+        if self._explaining:
+            self._leave_explain()
+            return
+        self._explaining = True
+        self._explain_from = self.state
+        self._log("explain", on=True)
+        if self.state not in PAUSES:
+            self._pause(State.PAUSED)
+        self._interrupt_with(["msg:explain"])
+
+    def _leave_explain(self) -> None:
+        """Back to exactly what the box did before explain mode, saying so in a few words."""
+        self._explaining = False
+        self._log("explain", on=False)
+        came_from, self._explain_from = self._explain_from, None
+        if came_from in PAUSES:
+            self._stop_audio()  # it was held before explain mode: it stays held, as it was
+        elif self._resume_state in AT_REST:
+            self._resume(replay=False, say_first="msg:ready")
+        else:
+            self._resume(replay=True, say_first="msg:resumed")
+
+    def _on_volume_up(self, action: Action) -> None:
+        self._set_volume(max(0.1, self.volume + self.volume_step))
+
+    def _on_volume_down(self, action: Action) -> None:
+        self._set_volume(max(0.1, self.volume - self.volume_step))  # a button never mutes the box
+
+    def _on_volume(self, action: Action) -> None:
+        """`volume:<percent>` (the admin page's slider): that level, up to the volume cap."""
+        self._set_volume((action.percent or 0) / 100)
+
+    def _on_stop(self, action: Action) -> None:
+        self._resume(replay=False)
+        if self.state in AT_REST:  # also after HELP pressed between circles: one end per circle
+            self._log("ignored", action="stop", why="no circle is running")
+            return
+        self._finish_step("stopped", delivered=False, advance=False)
+        self._finish_session(completed=False)
+
+    def _on_setup_code(self, action: Action) -> None:
+        # the box (which knows the code) answers with an Announce; the engine only logs it
+        self._log("setup_code_requested", running=self.state not in AT_REST)
+
+    def _set_volume(self, level: float) -> None:
+        level = round(min(self.volume_cap, max(0.0, level)), 2)
+        self.volume = level
+        self._cmds.append(SetVolume(level))
+        self._log("volume", level=level)
+        if self._seq is None and self.state not in PAUSES:
+            self._cmds.append(Play("bell:tick"))
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -284,6 +569,17 @@ class Engine:
 
     # -- output helpers -------------------------------------------------------------------------
 
+    @property
+    def _step_id(self) -> str | None:
+        return self.step.id if self.step else None
+
+    @property
+    def _underlying_state(self) -> State:
+        """The state under any pause: what the circle is doing once it carries on."""
+        if self.state in PAUSES:
+            return self._resume_state or State.IDLE
+        return self.state
+
     def _log(self, event: str, **fields: Any) -> None:
         self._cmds.append(Log(event, fields))
 
@@ -294,13 +590,18 @@ class Engine:
         self.led = pattern
         self._cmds.append(SetLed(pattern))
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: State) -> None:
         if state != self.state:
             self.state = state
             self._led()
 
     def _play(self, sounds: list[str], on_done: Callable[[], None] | None = None) -> None:
         self._seq = _Sequence(list(sounds), on_done)
+        self._start_current_sound()
+
+    def _carry_on(self, seq: _Sequence) -> None:
+        """Play a held sequence again from the start of the sound it was in."""
+        self._seq = seq
         self._start_current_sound()
 
     def _start_current_sound(self) -> None:
@@ -310,199 +611,23 @@ class Engine:
         if sound.startswith("bell:"):
             self._log("bell", bell=sound.removeprefix("bell:"))
         else:
-            self._log("prompt_started", step=self.step.id if self.step else None, prompt=sound)
+            self._log("prompt_started", step=self._step_id, prompt=sound)
 
     def _stop_audio(self) -> None:
         if self._seq is not None:
             self._cmds.append(StopAudio())
         self._seq = None
 
-    def _on_audio_finished(self, sound: str) -> None:
-        seq = self._seq
-        if seq is None or seq.current != sound or self._pause_started is not None:
-            return  # stale: we already moved on
-        if not sound.startswith("bell:"):
-            self._log("prompt_finished", step=self.step.id if self.step else None, prompt=sound)
-        seq.index += 1
-        if seq.index < len(seq.sounds):
-            self._start_current_sound()
-            return
-        self._seq = None
-        if seq.on_done:
-            seq.on_done()
-
-    # -- presses ------------------------------------------------------------------------------
-
-    def _on_press(self, press: Press) -> None:
-        try:
-            action = parse_action(press.action)
-        except UnknownAction as exc:
-            self._log("ignored", action=press.action, why=str(exc))
-            return
-        if self._explaining and action.name != "explain":
-            self._log("explained", action=action.text)
-            self._interrupt_with([f"msg:action_{action.name}" if action.name != "goto" else "msg:action_next"])
-            return
-        handler = getattr(self, f"_do_{action.name}")
-        handler(action)
-
-    def _do_start(self, action: Action) -> None:
-        if self.state in (IDLE, FINISHED):
-            self._start_session()
-        else:
-            self._log("ignored", action="start", why="a circle is already running")
-
-    def _do_next(self, action: Action) -> None:
-        if self.state == IDLE:
-            self._start_session()
-        elif self.state == FINISHED:
-            self._play(["msg:finished"])
-            self._set_state(IDLE)
-        elif self.state in (PAUSED, HELP):
-            self._resume(replay=False)
-            self._do_next(action)
-        elif self.state == IN_ROUND and self._round_phase in ("turn", "wrap_up", "reminder"):
-            self._end_turn("button")
-        elif self.state == IN_ROUND:
-            # during the round's prompt or a between-turns bell: skip ahead to the turn
-            self._stop_audio()
-            self._begin_turn() if self._round_phase == "prompt" else self._begin_next_turn()
-        else:
-            self._finish_step("next", delivered=self.state in (WAITING, TIMER))
-
-    def _do_skip(self, action: Action) -> None:
-        # resume first: HELP or PAUSE pressed while idle or finished resumes to no circle at all
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
-        if self.state in (IDLE, FINISHED):
-            self._do_next(action)
-            return
-        delivered = self.state == WAITING or (self.state == IN_ROUND and self._turns_done > 0)
-        self._finish_step("skip", delivered=delivered)
-
-    def _do_repeat(self, action: Action) -> None:
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
-        self._log("repeat", step=self.step.id if self.step else None)
-        if self.state == IDLE:
-            self._play(["msg:ready"])
-        elif self.state == FINISHED:
-            self._play(["msg:finished"])
-        elif self.state == IN_ROUND:
-            self._clear_deadlines()
-            self._round_phase = "prompt"
-            self._play([prompt_id(self.step.id)], self._after_round_prompt)
-        elif self.state == TIMER:
-            step = self.step
-            if step.say:
-                self._play([prompt_id(step.id)])
-        else:
-            self._start_step(self.step_index, announce=False)
-
-    def _do_previous(self, action: Action) -> None:
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
-        if self.state in (IDLE, FINISHED):
-            self._do_repeat(action)
-            return
-        target = max(0, self.step_index - 1)
-        self._finish_step("previous", delivered=False, advance=False)
-        self._start_step(target)
-
-    def _do_goto(self, action: Action) -> None:
-        try:
-            target = self.script.step_index(action.step or "")
-        except KeyError:
-            self._log("ignored", action=action.text, why=f"no step '{action.step}' in this circle")
-            return
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
-        if self.state in (IDLE, FINISHED):
-            self._start_session(first_step=target)
-            return
-        self._finish_step("goto", delivered=False, advance=False)
-        self._start_step(target)
-
-    def _do_pause(self, action: Action) -> None:
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=True)
-        elif self.state in (IDLE, FINISHED):
-            self._log("ignored", action="pause", why="no circle is running")
-        else:
-            self._pause(PAUSED)
-
-    def _do_help(self, action: Action) -> None:
-        self._log("help", step=self.step.id if self.step else None)
-        self._cmds.append(SetHelpLed(True))
-        if self.state == PAUSED:
-            self._set_state(HELP)
-        elif self.state != HELP:
-            self._pause(HELP)
-        self._interrupt_with(["msg:help"])
-
-    def _do_explain(self, action: Action) -> None:
-        """Explain mode: every press says what its button does, until explain is pressed again."""
-        if self._explaining:
-            self._explaining = False
-            self._log("explain", on=False)
-            if self._resume_state in (IDLE, FINISHED):
-                self._resume(replay=False)
-            else:
-                self._stop_audio()
-            return
-        self._explaining = True
-        self._log("explain", on=True)
-        if self.state not in (PAUSED, HELP):
-            self._pause(PAUSED)
-        self._interrupt_with(["msg:explain"])
-
-    def _do_volume_up(self, action: Action) -> None:
-        self._change_volume(+self.volume_step)
-
-    def _do_volume_down(self, action: Action) -> None:
-        self._change_volume(-self.volume_step)
-
-    def _do_stop(self, action: Action) -> None:
-        if self.state in (PAUSED, HELP):
-            self._resume(replay=False)
-        if self.state in (IDLE, FINISHED):  # also after HELP pressed between circles: one end per circle
-            self._log("ignored", action="stop", why="no circle is running")
-            return
-        self._finish_step("stopped", delivered=False, advance=False)
-        self._finish_session(completed=False)
-
-    def _do_setup_code(self, action: Action) -> None:
-        # the box (which knows the code) answers with an Announce; the engine only logs it
-        self._log("setup_code_requested", running=self.state not in (IDLE, FINISHED))
-
-    def _announce(self, event: Announce) -> None:
-        if self.state not in (IDLE, FINISHED) and not event.urgent:
-            self._log("ignored", action="announce", why="a circle is running")
-            return
-        if self.state not in (IDLE, FINISHED) and self.state not in (PAUSED, HELP):
-            self._pause(PAUSED)
-        self._log("announce", sounds=list(event.sounds))
-        self._interrupt_with(list(event.sounds))
-
-    def _change_volume(self, delta: float) -> None:
-        level = round(min(self.volume_cap, max(0.1, self.volume + delta)), 2)
-        self.volume = level
-        self._cmds.append(SetVolume(level))
-        self._log("volume", level=level)
-        if self._seq is None and self.state not in (PAUSED, HELP):
-            self._cmds.append(Play("bell:tick"))
-
     # -- pause, help, resume ------------------------------------------------------------------
 
-    def _pause(self, state: str) -> None:
+    def _pause(self, state: State) -> None:
         self._resume_state = self.state
         self._pause_started = self._now
         self._resume_how = "audio"
         if self._seq is not None:
             self._cmds.append(PauseAudio())
-        if self.state not in (IDLE, FINISHED):
-            self._log("paused", step=self.step.id if self.step else None,
-                      why="help" if state == HELP else "button")
+        if self.state not in AT_REST:
+            self._log("paused", step=self._step_id, why="help" if state == State.HELP else "button")
         self._set_state(state)
 
     def _interrupt_with(self, sounds: list[str]) -> None:
@@ -513,29 +638,36 @@ class Engine:
         self._seq = _Sequence(list(sounds), None)
         self._start_current_sound()
 
-    def _resume(self, replay: bool) -> None:
+    def _resume(self, replay: bool, say_first: str | None = None) -> None:
+        """Leave PAUSE, HELP or explain mode for the state the pause held (no-op if not paused).
+
+        replay: carry on where it was: a held sound continues, and an instruction a message was
+        played over starts again from its beginning. Otherwise the held sound is dropped, for a
+        caller about to do something else. say_first: a short message to play before that.
+        """
         if self._pause_started is None:
             return
         self._explaining = False
         self._paused_total += self._now - self._pause_started
         self._pause_started = None
-        was_help = self.state == HELP
-        self._set_state(self._resume_state or IDLE)
+        was_help = self.state == State.HELP
+        self._set_state(self._resume_state or State.IDLE)
         self._resume_state = None
         if was_help:
             self._cmds.append(SetHelpLed(False))
-        if self.state not in (IDLE, FINISHED):
-            self._log("resumed", step=self.step.id if self.step else None)
-        if self._suspended is not None:
-            self._seq, self._suspended = self._suspended, None
-            self._start_current_sound() if replay else self._stop_audio()
-        elif self._seq is not None and self._resume_how == "audio":
-            if replay:
-                self._cmds.append(ResumeAudio())
-            else:
-                self._stop_audio()
-        elif self._seq is not None:
-            self._stop_audio()
+        if self.state not in AT_REST:
+            self._log("resumed", step=self._step_id)
+        held = self._suspended or (self._seq if self._resume_how == "audio" else None)
+        self._suspended = None
+        if replay and held is not None and held is self._seq and say_first is None:
+            self._cmds.append(ResumeAudio())
+        else:
+            self._stop_audio()  # a message played over the pause, or a sound we drop
+            carry_on = (lambda: self._carry_on(held)) if replay and held is not None else None
+            if say_first is not None:
+                self._play([say_first], carry_on)
+            elif carry_on is not None:
+                carry_on()
         self._fire_due()
 
     # -- session and steps --------------------------------------------------------------------
@@ -553,23 +685,25 @@ class Engine:
         self._stop_audio()
         self._clear_deadlines()
         self._turn = None
+        self._timer_start = None
         self.step_index = index
         step = self.step
         if announce:
             self._log("step_started", step=step.id, kind=step.kind, core=step.core)
         if isinstance(step, SayStep | ExerciseStep):
-            self._set_state(SPEAKING)
+            self._set_state(State.SPEAKING)
             self._play([prompt_id(step.id)], self._after_step_prompt)
         elif isinstance(step, RoundStep):
-            self._set_state(IN_ROUND)
+            self._set_state(State.IN_ROUND)
             self._turns_done = 0
             self._round_open = True
-            self._round_phase = "prompt"
+            self._round_phase = RoundPhase.PROMPT
             self._round_last_activity = self._active
             self._log("round_started", step=step.id, listening=self.listening)
             self._play([prompt_id(step.id)], self._after_round_prompt)
         elif isinstance(step, TimerStep):
-            self._set_state(TIMER)
+            self._set_state(State.TIMER)
+            self._timer_start = self._active
             if step.say:
                 self._play([prompt_id(step.id)])
             if step.warn_before_s:
@@ -577,7 +711,7 @@ class Engine:
                                    lambda: self._play([f"bell:{step.warn_bell}"]))
             self._set_deadline("timer_end", step.duration_s, self._timer_done)
         elif isinstance(step, BellStep):
-            self._set_state(SPEAKING)
+            self._set_state(State.SPEAKING)
             self._play([f"bell:{step.bell}"] * step.count, lambda: self._step_done("done"))
 
     def _after_step_prompt(self) -> None:
@@ -589,13 +723,13 @@ class Engine:
         if step.then == "continue":
             self._finish_step(how, delivered=True)
         else:
-            self._set_state(WAITING)
+            self._set_state(State.WAITING)
             self._arm_advance_on_silence()
 
     def _arm_advance_on_silence(self, quiet_since: float | None = None) -> None:
         """`advance: on_silence`: move on once the room is quiet (only while listening works)."""
         step = self.step
-        if self.state == WAITING and self.listening and getattr(step, "advance", "button") == "on_silence":
+        if self.state == State.WAITING and self.listening and getattr(step, "advance", "button") == "on_silence":
             quiet_for = 0.0 if quiet_since is None else max(0.0, self._active - quiet_since)
             self._set_deadline("advance_silence", max(0.0, step.advance_silence_s - quiet_for),
                                lambda: self._finish_step("silence", delivered=True))
@@ -616,6 +750,7 @@ class Engine:
             self._log("round_ended", step=step.id, turns=self._turns_done, reason=reason)
         self._clear_deadlines()
         self._stop_audio()
+        self._timer_start = None
         self._log("step_finished", step=step.id, reason=reason, delivered=delivered)
         if not advance:
             return
@@ -630,20 +765,20 @@ class Engine:
         self._log("session_finished", completed=completed,
                   duration_s=round(self._now - self.session_start, 1) if self.session_start is not None else 0.0)
         self.step_index = -1
-        self._set_state(FINISHED)
+        self._set_state(State.FINISHED)
 
     # -- rounds -------------------------------------------------------------------------------
 
     def _after_round_prompt(self) -> None:
         if self._turn is not None:  # REPEAT during a turn: the same person carries on
-            self._round_phase = "turn"
+            self._round_phase = RoundPhase.TURN
             self._turn.start = self._active
             self._arm_turn()
         else:
             self._begin_turn()
 
     def _begin_turn(self) -> None:
-        self._round_phase = "turn"
+        self._round_phase = RoundPhase.TURN
         n = self._turns_done + 1
         self._turn = _Turn(n=n, start=self._active)
         self._log("turn_started", n=n)
@@ -708,11 +843,11 @@ class Engine:
         if turn is None:
             return
         if turn.over_max:
-            self._round_phase = "wrap_up"
+            self._round_phase = RoundPhase.WRAP_UP
             sound = prompt_id(step.id, "wrap_up") if step.wrap_up else "msg:wrap_up"
             self._play([sound], lambda: self._end_turn("max"))
         else:
-            self._round_phase = "reminder"
+            self._round_phase = RoundPhase.REMINDER
             turn.reminder_due = False
             turn.reminded = True
             sound = prompt_id(step.id, "reminder") if step.reminder else "msg:reminder"
@@ -721,29 +856,9 @@ class Engine:
 
     def _after_reminder(self) -> None:
         if self._turn is not None:
-            self._round_phase = "turn"
+            self._round_phase = RoundPhase.TURN
             self._turn.last_speech_end = self._active
             self._arm_turn()
-
-    def _on_speech_started(self) -> None:
-        turn = self._turn
-        self._round_last_activity = self._active
-        self._clear_deadlines("advance_silence")  # the room is talking: wait for quiet again
-        if self.state != IN_ROUND or turn is None or self._round_phase != "turn":
-            return
-        turn.speech_seen = True
-        turn.in_speech = True
-        self._clear_deadlines("turn_silence", "turn_pause")
-
-    def _on_speech_ended(self, ended: float) -> None:
-        turn = self._turn
-        self._round_last_activity = ended
-        self._arm_advance_on_silence(ended)
-        if self.state != IN_ROUND or turn is None or self._round_phase != "turn":
-            return
-        turn.in_speech = False
-        turn.last_speech_end = max(ended, turn.start)
-        self._arm_turn()
 
     def _end_turn_record(self, reason: str) -> None:
         turn = self._turn
@@ -763,7 +878,7 @@ class Engine:
         if reason == "button" and self._seq is not None:
             self._stop_audio()
         self._end_turn_record(reason)
-        self._set_led(LED_FOR_STATE[IN_ROUND])
+        self._set_led(LED_FOR_STATE[State.IN_ROUND])
         if step.turns.count is not None and self._turns_done >= step.turns.count:
             self._round_done("count")
             return
@@ -774,7 +889,7 @@ class Engine:
 
     def _between_turns(self) -> None:
         step: RoundStep = self.step
-        self._round_phase = "between"
+        self._round_phase = RoundPhase.BETWEEN
         between = step.between_turns
         if isinstance(between, SpokenBetween):
             self._play([prompt_id(step.id, "between")], self._begin_next_turn)
@@ -784,14 +899,19 @@ class Engine:
             self._play([f"bell:{between}"], self._begin_next_turn)
 
     def _begin_next_turn(self) -> None:
-        if self.state == IN_ROUND:
+        if self.state == State.IN_ROUND:
             self._begin_turn()
 
     def _round_done(self, how: str) -> None:
         self._turn = None
-        self._round_phase = "done"
+        self._round_phase = RoundPhase.DONE
         self._round_open = False
         step: RoundStep = self.step
         self._log("round_ended", step=step.id, turns=self._turns_done, reason=how)
         self._clear_deadlines()
         self._step_done(how)
+
+
+def _clock(elapsed: float, limit: float) -> dict[str, float]:
+    elapsed = max(0.0, elapsed)
+    return {"elapsed_s": round(elapsed, 1), "limit_s": limit, "remaining_s": round(max(0.0, limit - elapsed), 1)}

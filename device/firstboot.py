@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
 
 # The hotspot profile template installed by the image (firmware_config/network/).
@@ -134,16 +135,20 @@ class Firstboot:
     changed: list[str] = field(default_factory=list)
 
     @property
+    def data(self) -> DataFolder:
+        return DataFolder(self.data_dir)
+
+    @property
     def secrets_dir(self) -> Path:
-        return self.data_dir / "secrets"
+        return self.data.secrets
 
     @property
     def network_dir(self) -> Path:
-        return self.data_dir / "network"
+        return self.data.network
 
     @property
     def done_marker(self) -> Path:
-        return self.secrets_dir / ".done"
+        return self.data.firstboot_done
 
     def _own(self, path: Path, key: str) -> None:
         if self.owners is None or key not in self.owners:
@@ -189,10 +194,10 @@ class Firstboot:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir(self.secrets_dir, 0o750, "secrets")
         self._dir(self.network_dir, 0o700, "network")
-        box_id = self._file(self.data_dir / "box-id", new_box_id, mode=0o644, key="box-id")
-        self._file(self.secrets_dir / "setup-code", new_setup_code)
-        self._file(self.secrets_dir / "admin-session-key", new_session_key)
-        passphrase = self._file(self.secrets_dir / "hotspot-passphrase", new_hotspot_passphrase)
+        box_id = self._file(self.data.box_id, new_box_id, mode=0o644, key="box-id")
+        self._file(self.data.setup_code, new_setup_code)
+        self._file(self.data.session_key, new_session_key)
+        passphrase = self._file(self.data.hotspot_passphrase, new_hotspot_passphrase)
         self._write_profile(box_id, passphrase)
         self._file(self.done_marker, lambda: "firstboot complete", key=".done")
         return self.changed
@@ -215,16 +220,17 @@ class Firstboot:
         """What the technician writes on the box's label (`circlebox firstboot --show`)."""
         if not self.done_marker.exists():
             raise FirstbootError("no secrets yet: run `circlebox firstboot` (or boot the box) first")
-        box_id = (self.data_dir / "box-id").read_text(encoding="utf-8").strip()
-        setup = self.secrets_dir / "setup-code"
+        box_id = self.data.box_id.read_text(encoding="utf-8").strip()
+        setup = self.data.setup_code
         return {
             "box id": box_id,
             "hotspot name": hotspot_ssid(box_id),
-            "hotspot passphrase": self._read_secret("hotspot-passphrase"),
+            "hotspot passphrase": self._read_secret(self.data.hotspot_passphrase.name),
             # The admin page deletes the code once the admin password is set.
-            "setup code": self._read_secret("setup-code") if setup.exists()
+            "setup code": self._read_secret(setup.name) if setup.exists()
             else "used (the admin password is set; `circlebox setup-code --reset` makes a new one)",
         }
 
     def _read_secret(self, name: str) -> str:
+        """A file in the secrets folder by name (`hotspot-passphrase`, `setup-code`...)."""
         return (self.secrets_dir / name).read_text(encoding="utf-8").strip()

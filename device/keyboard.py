@@ -9,31 +9,27 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
-from device.actions import ACTIONS
+from device.demo_words import describe_keys
 
 KEYS = {"n": "next", " ": "next", "r": "repeat", "p": "pause", "h": "help"}
 DIRECT = {"+": "volume_up", "=": "volume_up", "-": "volume_down"}
 
 
-def key_help(button_names: list[str], hold_actions: dict[str, str | None]) -> str:
-    lines = ["Keys (the box's buttons):"]
-    for key, name in KEYS.items():
-        if name in button_names and key != " ":
-            hold = hold_actions.get(name)
-            extra = f"   Shift+{key.upper()}: hold {name} ({hold})" if hold else ""
-            lines.append(f"  {key}: {name:<7} {ACTIONS.get(name, '').split('.')[0]}{extra}")
-    lines.append("  +/-: volume   1-9: go to step   s: status   q: quit")
-    return "\n".join(lines)
+def key_help(buttons: Sequence[Any]) -> str:
+    """The keys, each button's press and hold action named once with what it does."""
+    return describe_keys([(key, name) for key, name in KEYS.items() if key != " "], buttons)
 
 
 class KeyboardButtons:
     def __init__(self, press_pin: Callable[[str, bool], None], dispatch: Callable[[str, str], None],
                  on_quit: Callable[[], None], on_status: Callable[[], None],
-                 step_ids: Callable[[], list[str]], stream: TextIO = sys.stdin) -> None:
+                 step_ids: Callable[[], list[str]], stream: TextIO = sys.stdin,
+                 say: Callable[[str], None] = lambda text: None) -> None:
         self.press_pin = press_pin
+        self.say = say  # tells the person about keys that do nothing
         self.step_ids = step_ids
         self.dispatch = dispatch
         self.on_quit = on_quit
@@ -58,6 +54,10 @@ class KeyboardButtons:
             ids = self.step_ids()
             if int(key) <= len(ids):
                 self.dispatch(f"goto:{ids[int(key) - 1]}", "keyboard")
+            else:
+                self.say(f"{key}: this circle has {len(ids)} steps.")
+        elif key.strip():
+            self.say(f"{key!r} is not one of the keys: n r p h (Shift for a long press), + -, 1-9, s, q.")
 
     def _run(self) -> None:
         stream = self.stream

@@ -2,8 +2,15 @@
 
 Builds the adapters from config (speaker, buttons, LEDs, microphone, usage store, control
 socket), loads the rendered circle (never Piper: everything it plays was rendered before), and
-runs the one loop that owns the engine. A part that fails to start is loud (fault tone, LED,
-a line in the status the admin page shows) and the box carries on with what works.
+runs the one loop that owns the engine: `device.pump` on the real clock, the same pump the
+simulator runs. A part that fails to start is loud (fault tone, LED, a line in the status the
+admin page shows) and the box carries on with what works.
+
+What anyone saves reaches the box without a restart: the config is read again (the same
+layers as at start) when the admin page sends `reload` and when a watched file changes
+(`device.reloading`). Volume and its cap apply at once; the circle, listening, buttons, LEDs
+and box name wait for the running circle to end (`status()["pending"]` says what waits). A
+config that does not validate is a fault, and the last good one stays.
 """
 
 from __future__ import annotations
@@ -14,39 +21,64 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device import sdnotify
-from device.box import Box
-from device.config import Config
+from device import sdnotify, signals
+from device.config import Config, ConfigError
 from device.content import (
     Circle,
     ContentError,
-    cache_dir,
     cache_for,
     load_circle,
     load_configured_circle,
     rendered_matches,
     resolve_script,
 )
-from device.engine import FINISHED, IDLE, Engine, ListeningChanged
+from device.datafolder import DataFolder
+from device.engine import AT_REST, ListeningChanged
+from device.errors import UserFacingError
 from device.fsutil import atomic_write_text
+from device.pump import Pump, build_box, build_engine
+from device.reloading import (
+    ConfigSource,
+    changes_at_once,
+    changes_between_circles,
+    changes_needing_restart,
+    check_phone_time,
+    circle_files,
+    file_signature,
+    installed_release,
+    standard_source,
+)
 from device.script import ScriptError, parse_script
-from device.usage import SessionTally, UsageStore, store_path
+from device.usage import SessionTally, UsageStore
 
 log = logging.getLogger("circlebox.runtime")
-CIRCLE_LOCK = "circle.lock"  # the updater's contract (device/update/seams.py)
-RELOAD_CHECK_S = 2.0
+RELOAD_CHECK_S = 2.0  # how often the box looks at its config and circle files for changes
 POLL_PLAYING_S = 0.01
 IDLE_WAKE_S = 0.25
+CONTROL_WAIT_S = 1.5  # a control request waits this long for the box's thread (the client waits 2 s)
+MIC_RETRY_S = 10.0
+Reply = dict[str, Any]
 
 
 class Runtime:
     def __init__(self, config: Config, *, pin_factory: Any | None = None, speaker: Any | None = None,
-                 control: bool = True, listening: bool = True, log_sinks: list[Any] | None = None) -> None:
-        self.config = config
+                 control: bool = True, listening: bool = True, log_sinks: list[Any] | None = None,
+                 config_source: ConfigSource | None = None,
+                 open_mic: Callable[[str | None], Any] | None = None) -> None:
+        """`config_source` re-reads the config with the same layers as `config` was built from
+        (default: the standard layers for this data folder); `open_mic` opens the microphone
+        (default: arecord on the configured device; a WAV file in tests)."""
+        self.config = config  # in force: everything but volume changes only between circles
+        self._latest = config  # the last good config read; waits here for the circle to end
+        self._started_with = config
+        self.folder = DataFolder(config.data_dir)
         self.data_dir = config.data_dir
+        self._source = config_source or standard_source(config.data_dir)
+        self._open_mic = open_mic
         self._pin_factory = pin_factory
         self._speaker = speaker
         self._want_control = control
@@ -54,16 +86,26 @@ class Runtime:
         self._extra_sinks = list(log_sinks or [])
         self.faults: list[str] = []
         self.health: dict[str, str] = {}
-        self.box: Box | None = None
+        self.box: Any = None
+        self.pump: Pump | None = None
+        self.clock: Any = None
         self.buttons: Any = None
         self.leds: Any = None
         self.control: Any = None
         self.usage: UsageStore | None = None
         self.circle: Circle | None = None
+        self.listener: Any = None
         self.listening_status: dict[str, Any] = {"commands": "off: listening not started"}
+        self.pending: list[str] = []  # plain words: what waits for the running circle to end
+        self.restart_needed: list[str] = []
+        self.config_loaded_at: str | None = None
+        self._circle_stale = False  # the circle's files changed: look again between circles
+        self._circle_running = False  # between session_started and session_finished
         self._snapshot: dict[str, Any] = {"state": "starting"}
         self._signature: tuple = ()
+        self._system_signature: tuple = ()
         self._stop = threading.Event()
+        self._mic_stop = threading.Event()
         self._mic_thread: threading.Thread | None = None
         self.ready = threading.Event()
         self._lock_fd: int | None = None
@@ -79,37 +121,43 @@ class Runtime:
         if self.box is not None:
             self.box.fault(text)
 
-    def _last_good_path(self, script_id: str) -> Path:
-        return self.data_dir / "state" / "last-good" / f"{script_id}.yaml"
+    def _clear_fault(self, part: str, keep: Callable[[str], bool] = lambda text: False) -> None:
+        """A part works again: its old complaints leave the status (those `keep` names stay)."""
+        def gone(text: str) -> bool:
+            return text.startswith(f"{part}:") and not keep(text)
+
+        self.faults = [f for f in self.faults if not gone(f)]
+        if self.box is not None:
+            self.box.faults = [f for f in self.box.faults if not gone(f)]
+        if not any(f.startswith(f"{part}:") for f in self.faults):
+            self.health[part] = "ok"
 
     def load_circle(self) -> Circle:
         """The configured circle, or the last good one if the configured one is broken or unrendered."""
         name = self.config.session.script
         try:
-            circle = load_configured_circle(name, self.data_dir)
+            circle = load_configured_circle(name, self.folder)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", str(exc))
-            last = self._last_good_path(Path(name).stem)
+            last = self.folder.last_good(Path(name).stem)
             if not last.exists():
                 raise
             loaded = parse_script(last.read_text(encoding="utf-8"), f"{last} (last good)")
             circle = self._load_last_good(loaded)
             self.health["circle"] = f"using the last good version ({exc})"
             return circle
-        atomic_write_text(self._last_good_path(circle.loaded.script.script), circle.loaded.text)
+        atomic_write_text(self.folder.last_good(circle.loaded.script.script), circle.loaded.text)
         self.health["circle"] = "ok"
         return circle
 
     def _load_last_good(self, loaded: Any) -> Circle:
         """The last good text's sounds are in the box's cache or in the content release."""
-        from device.content import installed_content_dir
-
         try:
-            return load_circle(loaded, cache_dir(self.data_dir))
+            return load_circle(loaded, self.folder.cache)
         except ContentError:
-            return load_circle(loaded, installed_content_dir(self.data_dir) / "cache")
+            return load_circle(loaded, self.folder.installed_cache)
 
-    def _open_speaker(self, bank: Any) -> Any:
+    def _open_speaker(self) -> Any:
         if self._speaker is not None:
             speaker = self._speaker
         else:
@@ -123,14 +171,11 @@ class Runtime:
                 from audio.silent import SilentSpeaker
 
                 speaker = SilentSpeaker(time.monotonic)
-        speaker.load(bank)
-        speaker.set_volume(self.config.audio.volume)
         self.health.setdefault("speaker", "ok")
         return speaker
 
     def _open_gpio(self) -> None:
-        from device.buttons import GpioButtons, make_pin_factory
-        from device.leds import StatusLeds
+        from device.buttons import make_pin_factory
 
         factory = self._pin_factory
         if factory is None:
@@ -140,38 +185,62 @@ class Runtime:
                 self._fault("buttons", f"no GPIO ({exc}); only the admin panel can press buttons")
                 factory = make_pin_factory("mock")
         self.pin_factory = factory
+        self._open_buttons()
+        self._open_leds()
+
+    def _open_buttons(self) -> None:
+        """The buttons of the config in force (again after a new button map: the old pins first)."""
+        from device.buttons import GpioButtons
+
+        if self.buttons is not None:
+            with contextlib.suppress(Exception):
+                self.buttons.close()
+            self.buttons = None
         try:
-            self.buttons = GpioButtons(self.config.buttons, self.box.dispatch, factory)
-            self.health.setdefault("buttons", "ok")
+            self.buttons = GpioButtons(self.config.buttons, self.box.dispatch, self.pin_factory)
         except Exception as exc:
             self._fault("buttons", str(exc))
+            return
+        self._clear_fault("buttons", keep=lambda text: "no GPIO" in text)
+
+    def _open_leds(self) -> None:
+        from device.leds import StatusLeds
+
+        if self.leds is not None:
+            with contextlib.suppress(Exception):
+                self.leds.close()
+            self.leds = self.box.leds = None
         try:
-            self.leds = StatusLeds(self.config.leds.status, self.config.leds.help, factory)
-            self.box.leds = self.leds
+            self.leds = StatusLeds(self.config.leds.status, self.config.leds.help, self.pin_factory)
         except Exception as exc:
             self._fault("leds", str(exc))
+            return
+        self.box.leds = self.leds
+        self._clear_fault("leds")
 
     def start(self) -> None:
         from device.wallclock import WallClock
 
+        self.clock = WallClock(self.folder.clock)
         self.circle = self.load_circle()
-        self._signature = self._content_signature()
-        speaker = self._open_speaker(self.circle.bank)
-        self.usage = UsageStore(store_path(self.data_dir))
-        clock = WallClock(self.data_dir / "state" / "clock.json")
-        self.tally = SessionTally(self.usage, box=self.config.box.name, wall_now=clock.now)
+        self._circle_name = self.config.session.script
+        self._signature = self._watch_signature()
+        self._system_signature = self._system_prompts_signature()
+        speaker = self._open_speaker()
+        self.usage = UsageStore(self.folder.usage)
+        self.tally = SessionTally(self.usage, box=self.config.box.name, wall_now=self.clock.now)
         # the usage store first: once the journal says a circle ended, a power cut cannot lose it
-        self.box = Box(self._new_engine(), speaker, clock=time.monotonic,
-                       sinks=[self.tally.on_log, self._journal, self._circle_lock, *self._extra_sinks],
-                       sounds=self.circle.bank)
+        self.box = build_box(self.config, self.circle, speaker, clock=time.monotonic, listening=False,
+                             sinks=[self.tally.on_log, self._journal, self._circle_lock, *self._extra_sinks])
+        self.pump = Pump(self.box)
+        self.config_loaded_at = self._wall_iso()
         for fault in self.faults:
             self.box.fault(fault)
         self.box.hooks["setup_code"] = self._say_setup_code
         self._open_gpio()
         if self._want_control:
             self._start_control()
-        if self._want_listening:
-            self._start_listening()
+        self._start_listening()
         if self.leds is not None:
             self.leds.show("fault" if self.faults else "idle")
         speaker.play("bell:fault" if self.faults else "bell:chime")
@@ -179,24 +248,28 @@ class Runtime:
         sdnotify.notify("READY=1\nSTATUS=" + ("ready" if not self.faults else f"ready with faults: {self.faults[0]}"))
         self.ready.set()
 
-    def _new_engine(self) -> Engine:
-        audio = self.config.audio
-        return Engine(self.circle.loaded.script, volume=audio.volume, volume_cap=audio.volume_cap,
-                      volume_step=audio.volume_step, listening=False)
-
     def _start_control(self) -> None:
-        from device.control import ControlServer, socket_path
+        from device.control import ControlServer
 
         try:
-            self.control = ControlServer(socket_path(self.data_dir), self.status, self.box.dispatch,
-                                         announce=self._announce).start()
+            self.control = ControlServer(self.folder.control_socket, self.status, self.box.dispatch,
+                                         announce=self._announce,
+                                         handlers={"reload": self._control_reload,
+                                                   "set_clock": self._control_set_clock}).start()
         except OSError as exc:
             self._fault("control", f"admin page cannot reach the box: {exc}")
 
+    # -- listening ------------------------------------------------------------------------------
+
     def _start_listening(self) -> None:
-        """Microphone pacing, if configured: frames on their own thread, events into the box's queue."""
-        if not self.config.listening.get("enabled", False):
+        """Microphone pacing, if configured: frames on their own thread, through the pump."""
+        self.listener = None
+        if not self._want_listening:
+            return
+        section = self.config.listening  # a ListeningSection (device.config), or a plain mapping before it
+        if not (section.get("enabled", False) if isinstance(section, dict) else section.enabled):
             self.listening_status = {"commands": "off: listening is not enabled in config"}
+            self.health.pop("mic", None)
             return
         try:
             from device.listening import build_listener, listening_settings, open_arecord_mic
@@ -211,40 +284,53 @@ class Runtime:
         listener, why_no_commands = build_listener(settings)
         self.listening_status = {"commands": "on" if why_no_commands is None else f"off: {why_no_commands}"}
         self.listener = listener
+        open_mic = self._open_mic or open_arecord_mic
+        stop = self._mic_stop = threading.Event()
+        box, pump = self.box, self.pump
+
+        def post(item: Any) -> None:
+            """Queue for the box, unless this microphone was stopped (settings changed) meanwhile."""
+            box.post(lambda: None if stop.is_set() else box.process_item(item))
 
         def run_mic() -> None:
-            def deliver(heard: Any) -> None:
-                # the listener counts audio time; place the event on the box's clock
-                self.box.hear(heard, time.monotonic() - (listener.t - heard.t))
-
-            while not self._stop.is_set():
+            while not stop.is_set():
                 try:
-                    mic = open_arecord_mic(settings.device)
+                    mic = open_mic(settings.device)
                 except Exception as exc:
-                    self.box.post(lambda e=exc: self._fault("mic", f"{e}; retrying, buttons still work"))
-                    self._stop.wait(10)
+                    post(lambda e=exc: self._fault("mic", f"{e}; retrying, buttons still work"))
+                    stop.wait(MIC_RETRY_S)
                     continue
-                self.box.post(ListeningChanged(True))
-                self.health["mic"] = "ok"
+                post(ListeningChanged(True))
+                post(lambda: self._clear_fault("mic"))
                 try:
-                    while not self._stop.is_set():
+                    while not stop.is_set():
                         frame = mic.read_frame()
                         if frame is None:
                             raise RuntimeError("the microphone stopped sending audio")
-                        playing = self.box.engine.playing is not None
-                        for heard in listener.process(frame, box_playing=playing):
-                            self.box.post(lambda h=heard: deliver(h))
+                        pump.hear_frame(listener, frame)
                 except Exception as exc:
-                    for heard in listener.flush():  # close a speech segment the failure cut off
-                        self.box.post(lambda h=heard: deliver(h))
-                    self.box.post(ListeningChanged(False))
-                    self.box.post(lambda e=exc: self._fault("mic", f"{e}; retrying, buttons still work"))
+                    pump.mic_lost(listener)
+                    post(lambda e=exc: self._fault("mic", f"{e}; retrying, buttons still work"))
                 finally:
                     mic.close()
-                self._stop.wait(10)
+                stop.wait(MIC_RETRY_S)
 
         self._mic_thread = threading.Thread(target=run_mic, name="mic", daemon=True)
         self._mic_thread.start()
+
+    def _stop_listening(self) -> None:
+        """Stop the microphone thread (new listening settings); the engine stops pacing by it."""
+        self._mic_stop.set()
+        if self._mic_thread is not None:
+            self._mic_thread.join(timeout=2)  # a frame is 30 ms; a stalled device must not hold the box
+            self._mic_thread = None
+        self.listener = None
+        if self.box.engine.listening:
+            self.box.handle(ListeningChanged(False))
+        self._clear_fault("mic")
+        self.health.pop("mic", None)
+
+    # -- requests from other processes -----------------------------------------------------------
 
     def _announce(self, sounds: tuple[str, ...], urgent: bool) -> None:
         """Box-level speech from another process (the USB updater), through our one stream."""
@@ -252,16 +338,54 @@ class Runtime:
 
         self.box.post(Announce(sounds, urgent))
 
+    def _on_box_thread(self, work: Callable[[], Reply], fallback: Callable[[], Reply]) -> Reply:
+        """Run `work` on the box's thread (which owns the engine and the clock) and return its
+        reply; `fallback()` if the box does not get to it in time (it still runs later)."""
+        done = threading.Event()
+        out: dict[str, Reply] = {}
+
+        def call() -> None:
+            try:
+                out["reply"] = work()
+            except Exception as exc:  # a bug here must not stop the box's loop
+                log.exception("control request failed")
+                out["reply"] = {"ok": False, "error": f"the box could not do it: {exc}"}
+            finally:
+                done.set()
+
+        self.box.post(call)
+        return out["reply"] if done.wait(CONTROL_WAIT_S) else fallback()
+
+    def _control_reload(self, request: dict[str, Any]) -> Reply:
+        def busy() -> Reply:
+            return {"ok": True, "when": "after_circle" if self._circle_running else "now"}
+
+        return self._on_box_thread(self.reload, busy)
+
+    def _control_set_clock(self, request: dict[str, Any]) -> Reply:
+        return self._on_box_thread(lambda: self.set_clock(request.get("time")),
+                                   lambda: {"ok": False, "error": "the box is busy; try again"})
+
+    def set_clock(self, value: object) -> Reply:
+        """Set the box's wall clock to a time a phone sent (boxes have no clock battery)."""
+        try:
+            seconds = check_phone_time(value, self.clock.read().time.timestamp())
+            reading = self.clock.set_now(seconds, source="phone")
+        except ValueError as exc:  # device.wallclock.ClockSetRefused is one
+            return {"ok": False, "error": f"clock not set: {exc}"}
+        when = reading.time.isoformat(timespec="seconds")
+        self.box.emit("clock_set", {"time": when, "source": "phone"})
+        return {"ok": True, "time": when, "trusted": reading.trusted}
+
     def _say_setup_code(self) -> None:
         """Two buttons held together: the technician hears the admin page's one-time setup code."""
         from device.engine import Announce
 
-        path = self.data_dir / "secrets" / "setup-code"
         try:
-            code = path.read_text(encoding="utf-8").strip()
+            code = self.folder.setup_code.read_text(encoding="utf-8").strip()
         except OSError:
             code = ""
-        if (self.data_dir / "admin" / "password.json").exists():
+        if self.folder.admin_password.exists():
             code = ""  # a password is set: the code is void (the admin page refuses it)
         if code.isdigit():
             sounds = ("sys:setup_code", *(f"sys:digit_{d}" for d in code), "sys:setup_code_again",
@@ -280,14 +404,21 @@ class Runtime:
         switching releases while it cannot take the lock. A crash releases it with the process."""
         import fcntl
 
-        if event == "session_started" and self._lock_fd is None:
-            self._lock_fd = os.open(self.data_dir / CIRCLE_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-        elif event == "session_finished" and self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing drops the lock
-            self._lock_fd = None
+        if event == signals.SESSION_STARTED:
+            self._circle_running = True
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self.folder.circle_lock, os.O_RDONLY | os.O_CREAT, 0o644)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        elif event == signals.SESSION_FINISHED:
+            self._circle_running = False
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # closing drops the lock
+                self._lock_fd = None
 
     # -- status ---------------------------------------------------------------------------------
+
+    def _wall_iso(self) -> str:
+        return self.clock.now()[0].isoformat(timespec="seconds")
 
     def _publish(self) -> None:
         box = self.box
@@ -296,8 +427,16 @@ class Runtime:
         snap["faults"] = list(dict.fromkeys([*self.faults, *box.faults]))
         snap["script"] = self.circle.loaded.script.script
         snap["script_version"] = self.circle.loaded.script.version
+        countdown = getattr(box.engine, "countdown", None)  # device.engine adds it (the panel's timer)
+        snap["countdown"] = countdown(box.clock()) if countdown is not None else None
+        snap["pending"] = list(self.pending)
+        snap["config_loaded_at"] = self.config_loaded_at
+        snap["restart_needed"] = list(self.restart_needed)
+        reading = self.clock.read()  # the panel offers "set the box clock" when it is untrusted or off
+        snap["clock"] = {"time": reading.time.isoformat(timespec="seconds"), "trusted": reading.trusted}
+        snap["volume_cap"] = box.engine.volume_cap
         listening = dict(self.listening_status)
-        listener = getattr(self, "listener", None)
+        listener = self.listener
         if listener is not None:
             listening.update(level_db=round(listener.level_db, 1), noise_floor_db=round(listener.noise_floor_db, 1),
                              in_speech=listener.in_speech)
@@ -305,89 +444,217 @@ class Runtime:
         self._snapshot = snap
 
     def status(self) -> dict[str, Any]:
+        """The last published status (any thread: the control socket reads it)."""
         return dict(self._snapshot)
+
+    def current_status(self) -> dict[str, Any]:
+        """The status as of now, including inputs just handled. On the box's own thread only
+        (post it there), where nothing else changes the box meanwhile."""
+        self._publish()
+        return self.status()
 
     # -- the loop --------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
+        self._mic_stop.set()
         if self.box is not None:
             self.box.post(lambda: None)  # wake the loop
 
     def run(self) -> None:
-        """The loop: inputs, end of sounds, deadlines, watchdog; until stop()."""
-        box = self.box
+        """The loop: the pump on the real clock, the watchdog, and settings that changed; until stop()."""
+        box, pump = self.box, self.pump
         watchdog = sdnotify.watchdog_interval_s()
-        last_ping = last_reload_check = time.monotonic()
+        last_ping = last_check = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
-            timeout = IDLE_WAKE_S
-            if box.engine.playing is not None:
-                timeout = POLL_PLAYING_S
+            timeout = POLL_PLAYING_S if box.engine.playing is not None else IDLE_WAKE_S
             deadline = box.next_wake()
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - now))
+            items = []
             with contextlib.suppress(queue.Empty):
-                box.process_item(box.inbox.get(timeout=timeout))
-            box.process_pending()
-            box.poll_audio()
-            box.process_pending()
-            box.tick_if_due()
-            self._publish()
+                items.append(box.inbox.get(timeout=timeout))
+            pump.turn(items)
             now = time.monotonic()
             if watchdog is not None and now - last_ping >= watchdog:
                 sdnotify.notify("WATCHDOG=1")
                 last_ping = now
-            if now - last_reload_check >= RELOAD_CHECK_S and box.engine.state in (IDLE, FINISHED):
-                last_reload_check = now
-                self.maybe_reload()
+            if now - last_check >= RELOAD_CHECK_S:
+                last_check = now
+                self._guarded(self._reload_if_files_changed)
+            if self._has_pending() and self._between_circles():
+                self._guarded(self.apply_pending)
+            self._publish()
 
-    def _content_signature(self) -> tuple:
-        """What the circle depends on, by path and mtime: its script candidates and rendered sets."""
-        from device.content import _candidates, draft_path, installed_content_dir, manifest_path
+    def _guarded(self, work: Callable[[], Any]) -> None:
+        """Settings work must never stop a circle: a failure is a fault line, the loop goes on."""
+        try:
+            work()
+        except Exception as exc:
+            log.exception("applying settings failed")
+            self._fault("settings", f"could not apply the new settings: {exc}")
 
-        script_id = self.circle.loaded.script.script
-        paths = [*_candidates(self.config.session.script, self.data_dir), draft_path(self.data_dir, script_id),
-                 manifest_path(cache_dir(self.data_dir), script_id),
-                 manifest_path(installed_content_dir(self.data_dir) / "cache", script_id)]
-        sig = []
-        for path in paths:
-            try:
-                sig.append((str(path), path.stat().st_mtime_ns))
-            except OSError:
-                sig.append((str(path), None))
-        return tuple(sig)
+    # -- settings and circle changes, without a restart -----------------------------------------
 
-    def maybe_reload(self) -> bool:
-        """Between circles, switch to a newly saved and fully rendered version; keep the old one if not."""
-        signature = self._content_signature()
+    def _watch_signature(self) -> tuple:
+        """Every file the box's settings and circle come from, by path and mtime (cheap: stat only)."""
+        name = self._latest.session.script
+        files = [*self._source.files, self.folder.admin_config,
+                 *circle_files(name, self.circle.loaded.script.script, self.folder)]
+        return (installed_release(self.folder), file_signature(files))
+
+    def _system_prompts_signature(self) -> tuple:
+        from device.system_prompts import system_manifest_path
+
+        return file_signature([system_manifest_path(self.folder.cache),
+                               system_manifest_path(self.folder.installed_cache)])
+
+    def _reload_if_files_changed(self) -> bool:
+        signature = self._watch_signature()
         if signature == self._signature:
             return False
         self._signature = signature
-        loaded = self.circle.loaded
+        self.reload()
+        return True
+
+    def reload(self) -> Reply:
+        """Read the config again (the same layers as at start) and look at the circle's files.
+
+        Volume and its cap apply at once; the rest is pending until the running circle ends
+        (now, when none runs). A config that does not validate is a fault, and the box keeps
+        the last good one. Runs on the box's thread; the reply is the control socket's.
+        """
         try:
-            candidate = resolve_script(self.config.session.script, self.data_dir)
-            if candidate.text == loaded.text and rendered_matches(candidate, cache_for(candidate, self.data_dir)):
-                return False  # the same circle still plays: no need to read its sounds again
-            new = load_configured_circle(self.config.session.script, self.data_dir)
-            if new.loaded.text == loaded.text:
-                return False
+            new = self._source.load()
+        except (ConfigError, UserFacingError, OSError) as exc:
+            message = f"kept the last good settings: {exc}"
+            self._fault("settings", message)
+            return {"ok": False, "error": message}
+        self._clear_fault("settings")
+        old = self._latest
+        if changes_at_once(old, new):
+            self._apply_volume(old, new)
+        self._latest = new
+        self.config_loaded_at = self._wall_iso()
+        self.restart_needed = changes_needing_restart(self._started_with, new)
+        self._circle_stale = True
+        self._signature = self._watch_signature()
+        self.pending = self._pending_items()
+        log.info("settings read again; to apply between circles: %s", ", ".join(self.pending) or "nothing")
+        return {"ok": True, "when": "after_circle" if self._circle_running and self.pending else "now"}
+
+    def _apply_volume(self, old: Config, new: Config) -> None:
+        """The new volume (or cap) at once: the speaker's gain for what plays next, the engine's level."""
+        engine = self.box.engine
+        engine.volume_cap = new.audio.volume_cap
+        engine.volume_step = new.audio.volume_step
+        level = new.audio.volume if new.audio.volume != old.audio.volume else engine.volume
+        engine.volume = round(min(level, engine.volume_cap), 2)
+        self.box.speaker.set_volume(engine.volume)
+        self.box.emit(signals.VOLUME, {"level": engine.volume, "source": "settings"})
+
+    def _pending_items(self) -> list[str]:
+        items = changes_between_circles(self.config, self._latest)
+        if self._latest.session.script == self._circle_name and self._circle_changed():
+            items.append(f"circle {self.circle.loaded.script.script} (new version)")
+        return items
+
+    def _circle_changed(self) -> bool:
+        """Is there another version of the circle to load (or new box prompts)? Cheap: the script
+        text only; a broken one is a fault at once, and the running version stays."""
+        loaded = self.circle.loaded
+        if self._system_prompts_signature() != self._system_signature:
+            return True
+        try:
+            candidate = resolve_script(self._latest.session.script, self.folder)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", f"kept version {loaded.script.version}: {exc}")
+            self._circle_stale = False
             return False
+        if candidate.text == loaded.text and rendered_matches(candidate, cache_for(candidate, self.folder)):
+            self._circle_stale = False
+            return False
+        return True
+
+    def _has_pending(self) -> bool:
+        return self._latest is not self.config or self._circle_stale
+
+    def _between_circles(self) -> bool:
+        engine = self.box.engine
+        return not self._circle_running and engine.state in AT_REST and engine.playing is None
+
+    def apply_pending(self) -> list[str]:
+        """Apply what waited for the circle to end; returns what changed, in plain words."""
+        old, new = self.config, self._latest
+        self.config = new
+        applied = []
+        if (new.session.script != old.session.script or self._circle_stale) and self._switch_circle():
+            applied.append(f"circle {self.circle.loaded.script.script}")
+        if changes_between_circles(old, new):
+            if new.buttons != old.buttons:
+                self._open_buttons()
+                applied.append("button map")
+            if new.leds != old.leds:
+                self._open_leds()
+                if self.leds is not None:
+                    self.leds.show(self.box.engine.led)
+                applied.append("status lights")
+            if new.listening != old.listening:
+                self._stop_listening()
+                self._start_listening()
+                applied.append("listening settings")
+            if new.box != old.box:
+                self.tally.box = new.box.name
+                applied.append("box name")
+        self.pending = []
+        self._circle_stale = False
+        self._signature = self._watch_signature()
+        if applied:
+            self.box.emit(signals.SETTINGS_APPLIED, {"what": applied})
+        return applied
+
+    def _switch_circle(self) -> bool:
+        """Load the configured circle if it is another one or a new version, fully rendered; keep
+        the one that plays if not (a fault says why)."""
+        name = self.config.session.script
+        loaded = self.circle.loaded
+        system = self._system_prompts_signature()
+        same_name = name == self._circle_name
+        try:
+            if same_name and system == self._system_signature:
+                candidate = resolve_script(name, self.folder)
+                if candidate.text == loaded.text and rendered_matches(candidate, cache_for(candidate, self.folder)):
+                    return False  # the same circle still plays: no need to read its sounds again
+            new = load_configured_circle(name, self.folder)
+        except (ScriptError, ContentError) as exc:
+            self._fault("circle", f"kept version {loaded.script.version} of {loaded.script.script}: {exc}")
+            return False
+        if same_name and new.loaded.text == loaded.text and system == self._system_signature:
+            return False
+        self._system_signature = system
         self.circle = new
+        self._circle_name = name
         self.box.speaker.load(new.bank)
         self.box.sounds = new.bank
-        self.box.engine = self._new_engine()
-        atomic_write_text(self._last_good_path(new.loaded.script.script), new.loaded.text)
-        self.health["circle"] = "ok"
-        self.faults = [f for f in self.faults if not f.startswith("circle:")]
-        self.box.faults = [f for f in self.box.faults if not f.startswith("circle:")]
-        self.box.emit("circle_loaded", {"script": new.loaded.script.script, "version": new.loaded.script.version})
+        old_engine = self.box.engine
+        self.box.engine = build_engine(self.config, new.loaded.script, listening=old_engine.listening,
+                                       volume=old_engine.volume)
+        atomic_write_text(self.folder.last_good(new.loaded.script.script), new.loaded.text)
+        self._clear_fault("circle")
+        self.box.emit(signals.CIRCLE_LOADED, {"script": new.loaded.script.script, "version": new.loaded.script.version})
         return True
+
+    def maybe_reload(self) -> bool:
+        """If a settings or circle file changed: read them again and, between circles, switch.
+        True when another circle (or version) was loaded."""
+        if not self._reload_if_files_changed() or not self._between_circles():
+            return False
+        return any(item.startswith("circle") for item in self.apply_pending())
 
     def close(self) -> None:
         self._stop.set()
+        self._mic_stop.set()
         for part in (self.control, self.buttons, self.leds):
             if part is not None:
                 with contextlib.suppress(Exception):

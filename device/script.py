@@ -472,14 +472,14 @@ def packaged_scripts_dir() -> Path:
 
 
 def find_script(name: str, data_dir: Path | None) -> Path:
-    """A script by file path, or by id in <data_dir>/scripts, then among the packaged ones."""
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
-        return candidate
-    dirs = ([data_dir / "scripts"] if data_dir else []) + [packaged_scripts_dir()]
-    for directory in dirs:
-        for suffix in (".yaml", ".yml"):
-            path = directory / f"{name}{suffix}"
-            if path.exists():
-                return path
+    """A script file by path, or by id: the box's own copy, an installed one, a packaged one
+    (the first found; `device.content.resolve_circle` says which copy the box plays)."""
+    from device.content import script_candidates
+    from device.datafolder import DataFolder
+
+    data = DataFolder(data_dir) if data_dir is not None else None
+    found = script_candidates(name, data)
+    if found:
+        return found[0][0]
+    dirs = [*(data.script_dirs() if data else ()), packaged_scripts_dir()]
     raise ScriptError(name, [f"no such script (looked in {', '.join(str(d) for d in dirs)})"])

@@ -2,7 +2,9 @@
 
 Time jumps from one thing to the next (a press, a deadline, the end of a sound, a microphone
 frame), so an hour-long circle runs in seconds and replays the same decisions every run. The
-log and the WAV it writes are what technicians and tests check a script with.
+log and the WAV it writes are what technicians and tests check a script with. The loop body,
+the engine's construction and the microphone's muting are `device.pump`'s, the same as on the
+box, so a simulation cannot disagree with the box.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from device.box import Box
 from device.buttons import ButtonMap
 from device.config import Config
-from device.engine import FINISHED, IDLE, Engine, ListeningChanged
+from device.engine import AT_REST
+from device.pump import Pump, build_box
 from device.usage import SessionTally, UsageStore
 
 
@@ -133,17 +135,14 @@ def run_simulation(
     from audio.timeline import TimelineSpeaker
 
     clock = VirtualClock()
-    bank = circle.bank
-    speaker = TimelineSpeaker(bank.sample_rate, clock=clock.now)
-    speaker.load(bank)
-    speaker.set_volume(config.audio.volume)
-    engine = Engine(circle.loaded.script, volume=config.audio.volume, volume_cap=config.audio.volume_cap,
-                    volume_step=config.audio.volume_step, listening=listener is not None)
+    speaker = TimelineSpeaker(circle.bank.sample_rate, clock=clock.now)
     tally = SessionTally(usage, box=config.box.name)
     sinks = [tally.on_log, *(extra_sinks or [])]
     if log_handle is not None:
         sinks.insert(0, JsonlLog(log_handle))
-    box = Box(engine, speaker, clock=clock.now, sinks=sinks, sounds=bank)
+    box = build_box(config, circle, speaker, clock=clock.now, sinks=sinks, listening=listener is not None)
+    engine = box.engine
+    pump = Pump(box)
 
     pending = list(events)
     frames = _frames(mic) if mic is not None else None
@@ -162,29 +161,24 @@ def run_simulation(
         if until is not None and t > until:
             clock.set(until)
             break
-        if not pending and next_frame_t is None and engine.state in (IDLE, FINISHED) and speaker.ends_at() is None:
+        if not pending and next_frame_t is None and engine.state in AT_REST and speaker.ends_at() is None:
             break
         clock.set(t)
         while pending and pending[0].t <= clock.now() + 1e-9:
             ev = pending.pop(0)
             box.dispatch(ev.action, ev.source)
             used += 1
-        box.process_pending()
-        box.poll_audio()
-        box.process_pending()
-        box.tick_if_due()
+        pump.turn()
         if next_frame_t is not None and next_frame_t <= clock.now() + 1e-9:
             frame = next(frames, None)
             if frame is None:
                 next_frame_t = None
                 if listener is not None:
-                    box.handle(ListeningChanged(False))
+                    pump.mic_lost(listener)
             else:
-                playing = speaker.ends_at() is not None
-                for heard in listener.process(frame, box_playing=playing):
-                    _deliver_heard(box, heard)
+                pump.hear_frame(listener, frame)
                 next_frame_t += FRAME_S
-        box.process_pending()
+            pump.turn()
     end = clock.now()
     if audio_out is not None:
         speaker.write_wav(audio_out, until=end + 0.5)
@@ -198,7 +192,3 @@ def _frames(mic: Any) -> Iterator[bytes]:
             return
         yield frame
 
-
-def _deliver_heard(box: Box, heard: Any) -> None:
-    """Listener events in the simulation: the listener's audio time is the virtual clock."""
-    box.hear(heard, heard.t)

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from device import signals
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -52,12 +54,14 @@ COLUMNS = (
     "exported_at",
 )
 WallNow = Callable[[], tuple[datetime, bool]]
-STORE_NAME = "usage.sqlite"
 
 
 def store_path(data_dir: Path) -> Path:
-    """Where the box keeps its usage store (the runtime, the admin page and the USB export agree)."""
-    return Path(data_dir) / STORE_NAME
+    """Where the box keeps its usage store (`DataFolder.usage`: the runtime, the admin page and
+    the USB export agree)."""
+    from device.datafolder import DataFolder
+
+    return DataFolder(data_dir).usage
 
 
 def system_wall_now() -> tuple[datetime, bool]:
@@ -95,6 +99,12 @@ class UsageStore:
         if not 0 <= count <= 500:
             raise ValueError("attendance must be between 0 and 500")
         cur = self._db.execute("UPDATE sessions SET attendance=? WHERE id=?", (count, session_id))
+        if cur.rowcount == 0:
+            raise KeyError(session_id)
+
+    def delete(self, session_id: str) -> None:
+        """Remove one circle's record (a test run, a mistake); KeyError when it is not there."""
+        cur = self._db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
         if cur.rowcount == 0:
             raise KeyError(session_id)
 
@@ -143,42 +153,42 @@ class SessionTally:
     _core: set[str] = field(default_factory=set)
 
     def on_log(self, event: str, fields: Mapping[str, Any], t: float) -> None:
-        if event == "session_started":
+        if event == signals.SESSION_STARTED:
             self._start(fields, t)
             return
         rec = self.record
         if rec is None:
             return
-        if event == "step_started" and fields.get("core"):
+        if event == signals.STEP_STARTED and fields.get("core"):
             self._core.add(fields["step"])
-        elif event == "step_finished" and fields.get("delivered"):
+        elif event == signals.STEP_FINISHED and fields.get("delivered"):
             rec["steps_delivered"] += 1
             if fields["step"] in self._core:
                 rec["core_delivered"] += 1
-        elif event == "turn_ended":
+        elif event == signals.TURN_ENDED:
             step = rec.setdefault("_current_round", None)
             counts = self._rounds.setdefault(step or "?", {"turns": 0, "passes": 0})
             counts["turns"] += 1
             counts["passes"] += fields.get("reason") == "pass"
-        elif event == "round_started":
+        elif event == signals.ROUND_STARTED:
             rec["_current_round"] = fields["step"]
             self._rounds.setdefault(fields["step"], {"turns": 0, "passes": 0})
-        elif event == "repeat":
+        elif event == signals.REPEAT:
             rec["repeats"] += 1
-        elif event == "paused" and fields.get("why") != "help":
+        elif event == signals.PAUSED and fields.get("why") != "help":
             rec["pauses"] += 1
-        elif event == "help":
+        elif event == signals.HELP:
             rec["help_count"] += 1
-        elif event == "fault":
+        elif event == signals.FAULT:
             rec["faults"] += 1
-        elif event == "session_finished":
+        elif event == signals.SESSION_FINISHED:
             rec["completed"] = bool(fields.get("completed"))
             rec["ended_at"] = self._wall()
         else:
             return
         rec["duration_s"] = round(t - rec["_t0"], 1)
         self._save()
-        if event == "session_finished":
+        if event == signals.SESSION_FINISHED:
             self.record = None
 
     def _start(self, fields: Mapping[str, Any], t: float) -> None:
@@ -212,17 +222,65 @@ class SessionTally:
         self.store.upsert(out)
 
 
+# -- test runs ----------------------------------------------------------------------------------
+
+# A Start/Stop to try the box is not a circle held: records shorter than this many minutes
+# (config `dhis2.min_circle_minutes`), or with no core step delivered, are kept but marked
+# "test" and left out of totals and exports unless someone asks for them.
+def default_min_circle_minutes() -> float:
+    """The package default (device/defaults.yaml, dhis2.min_circle_minutes): its one home."""
+    from device.config import package_defaults
+
+    return float(package_defaults()["dhis2"]["min_circle_minutes"])
+
+
+def min_circle_minutes(section: Any) -> float:
+    """The configured minimum from the dhis2 section (a mapping or a model), else the default."""
+    raw = (section.get("min_circle_minutes") if isinstance(section, Mapping)
+           else getattr(section, "min_circle_minutes", None))
+    try:
+        value = float(raw) if raw is not None else default_min_circle_minutes()
+    except (TypeError, ValueError):
+        return default_min_circle_minutes()
+    return value if value >= 0 else default_min_circle_minutes()
+
+
+def why_a_test_run(row: Mapping[str, Any], min_minutes: float) -> str | None:
+    """Why a record looks like a test run rather than a circle held; None for a real circle."""
+    if float(row.get("duration_s") or 0) < min_minutes * 60:
+        return f"shorter than {min_minutes:g} minutes"
+    if int(row.get("core_planned") or 0) > 0:
+        if not int(row.get("core_delivered") or 0):
+            return "no core step delivered"
+    elif not int(row.get("steps_delivered") or 0):
+        return "no step delivered"
+    return None
+
+
+def report_rows(rows: Iterable[Mapping[str, Any]], min_minutes: float,
+                include_tests: bool = False) -> list[dict[str, Any]]:
+    """The records a report counts: each marked with `test_reason`; test runs dropped unless
+    `include_tests`. Every total and export (page, CSV, DHIS2, USB) goes through this."""
+    out = []
+    for row in rows:
+        marked = {**row, "test_reason": why_a_test_run(row, min_minutes)}
+        if include_tests or marked["test_reason"] is None:
+            out.append(marked)
+    return out
+
+
 # -- exports ----------------------------------------------------------------------------------
 
 CSV_FIELDS = (
     "id", "box", "script", "script_version", "started_at", "ended_at", "duration_s", "completed",
     "steps_planned", "steps_delivered", "core_planned", "core_delivered", "repeats", "pauses",
-    "help_count", "attendance", "attendance_estimated", "clock_trusted", "turns", "passes",
+    "help_count", "attendance", "attendance_estimated", "clock_trusted", "turns", "passes", "test",
 )
 
 
 def export_csv(rows: Iterable[Mapping[str, Any]]) -> str:
-    """One line per circle; rounds folded into total turns and passes."""
+    """One line per circle; rounds folded into total turns and passes. `test` is 1 for a test
+    run (only there when the caller asked `report_rows` to include them)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -234,6 +292,7 @@ def export_csv(rows: Iterable[Mapping[str, Any]]) -> str:
             "clock_trusted": int(bool(row.get("clock_trusted"))),
             "turns": sum(r.get("turns", 0) for r in rounds),
             "passes": sum(r.get("passes", 0) for r in rounds),
+            "test": int(bool(row.get("test_reason"))),
         })
     return out.getvalue()
 
@@ -263,26 +322,20 @@ def _period(started_at: str, period_type: str) -> str:
     return when.strftime("%Y%m")
 
 
-def dhis2_settings(section: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the `dhis2` config section: org_unit and data element codes (11-char UIDs or codes)."""
-    org_unit = section.get("org_unit")
-    if not org_unit or not isinstance(org_unit, str):
-        raise Dhis2ConfigError("dhis2.org_unit: set the facility's organisation unit code")
-    elements = section.get("data_elements") or {}
-    if not isinstance(elements, Mapping) or not elements:
-        raise Dhis2ConfigError(f"dhis2.data_elements: map at least one of {', '.join(DHIS2_MEASURES)} to a code")
-    unknown = sorted(set(elements) - set(DHIS2_MEASURES))
-    if unknown:
-        raise Dhis2ConfigError(f"dhis2.data_elements: unknown measure {', '.join(unknown)}")
-    period_type = section.get("period_type", "monthly")
-    if period_type not in ("monthly", "weekly"):
-        raise Dhis2ConfigError("dhis2.period_type: monthly or weekly")
-    return {
-        "org_unit": org_unit, "data_elements": dict(elements), "period_type": period_type,
-        "data_set": section.get("data_set"),
-        "category_option_combo": section.get("category_option_combo"),
-        "attribute_option_combo": section.get("attribute_option_combo"),
-    }
+def dhis2_settings(section: Any) -> dict[str, Any]:
+    """The `dhis2` section (`config.dhis2`, or a mapping over the defaults) checked by its model,
+    `device.config_sections.Dhis2Section`, and complete enough to export."""
+    from device.config import ConfigError, section_model
+    from device.config_sections import Dhis2Section
+
+    try:
+        codes = section if isinstance(section, Dhis2Section) else section_model("dhis2", section)
+    except ConfigError as exc:
+        raise Dhis2ConfigError("; ".join(f"{k}: {m}" for k, m in exc.problems) or str(exc)) from exc
+    missing = codes.missing_for_export()
+    if missing:
+        raise Dhis2ConfigError(missing)
+    return codes.model_dump()
 
 
 def dhis2_data_values(rows: Iterable[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -331,7 +384,8 @@ def export_since_last(store: UsageStore, dest_dir: Path, dhis2_section: Mapping[
     Returns the files written and the session ids they hold. The caller marks the ids exported
     only after reading the copies back and checking them (a stick can lie about a write).
     """
-    rows = store.sessions(unexported_only=True)
+    # test runs are left out (and so stay unexported: a later export judges them again)
+    rows = report_rows(store.sessions(unexported_only=True), min_circle_minutes(dhis2_section))
     dest_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     files = [dest_dir / f"usage-{box}-{stamp}.csv"]

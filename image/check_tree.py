@@ -8,6 +8,7 @@ exits 1 if there is any; warnings do not fail the check.
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import hashlib
 import os
@@ -24,6 +25,9 @@ END_MARK = "# <<< circlebox <<<"
 SECRET_NAMES = {"setup-code", "admin-session-key", "hotspot-passphrase", ".done", "box-id"}
 PSEUDO = {"dev", "proc", "sys", "run", "tmp"}  # never walked (mount points on a live root)
 SOUND_NODE_OVERLAYS = {"max98357a", "hifiberry-dac", "googlevoicehat-soundcard"}
+# DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): what `circlebox bundle keygen` writes.
+ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+KEYS_MODULE = "device/update/keys.py"  # names the directory the updater reads: DEFAULT_KEYS_DIR
 APP_FILES = ("device/cli.py", "device/defaults.yaml", "device/config.py",
              "device/firstboot.py", "device/wallclock.py", "device/commands/firstboot.py")
 
@@ -205,6 +209,40 @@ class Checker:
                     continue  # Pi-only; the tree mode skips it
                 self.bad(f"dependency not installed: {match[1]}")
 
+    # -- update keys ---------------------------------------------------------------------------
+
+    def keys_dir(self) -> str:
+        """DEFAULT_KEYS_DIR from the updater's own module (read, not imported: stdlib only here)."""
+        tree = ast.parse((self.repo / KEYS_MODULE).read_text())
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "DEFAULT_KEYS_DIR"
+                                                     for t in node.targets)
+                    and isinstance(node.value, ast.Call) and node.value.args
+                    and isinstance(node.value.args[0], ast.Constant)):
+                return str(node.value.args[0].value).strip("/")
+        raise SystemExit(f"check: cannot find DEFAULT_KEYS_DIR = Path(...) in {KEYS_MODULE}")
+
+    def check_keys(self) -> None:
+        """At least one valid update-signing public key where the updater reads them."""
+        rel = self.keys_dir()
+        folder = self.root / rel
+        how = ("build the image with --pubkey FILE (the .pub from `circlebox bundle keygen`; "
+               "see docs/setup-a-box.md)")
+        keys = sorted(folder.glob("*.pub")) if folder.is_dir() else []
+        if not keys:
+            self.bad(f"no update signing key in /{rel} (*.pub): the box would refuse every "
+                     f"update (U04); {how}")
+            return
+        for key in keys:
+            where = f"/{key.relative_to(self.root)}"
+            if not _is_ed25519_public_pem(key.read_bytes()):
+                self.bad(f"{where} is not an Ed25519 public key (PEM) as keygen writes it; {how}")
+            st = key.stat()
+            if stat.S_IMODE(st.st_mode) != 0o644:
+                self.bad(f"mode {oct(stat.S_IMODE(st.st_mode))} != 0644: {where}")
+            if self.manifest.get("mode") == "chroot" and st.st_uid != 0:
+                self.bad(f"not owned by root: {where}")
+
     # -- data, secrets, permissions ------------------------------------------------------------
 
     def check_data(self) -> None:
@@ -273,6 +311,7 @@ class Checker:
             self.check_units()
             self.check_app()
             self.check_data()
+        self.check_keys()
         self.check_no_secrets()
         self.check_permissions()
         for warning in self.warnings:
@@ -284,6 +323,17 @@ class Checker:
             return 1
         print(f"check: PASS: {self.root} (build {self.build})")
         return 0
+
+
+def _is_ed25519_public_pem(data: bytes) -> bool:
+    text = data.decode("ascii", errors="replace").strip().splitlines()
+    if len(text) < 3 or text[0] != "-----BEGIN PUBLIC KEY-----" or text[-1] != "-----END PUBLIC KEY-----":
+        return False
+    try:
+        der = base64.b64decode("".join(text[1:-1]), validate=True)
+    except ValueError:
+        return False
+    return len(der) == 44 and der.startswith(ED25519_SPKI_PREFIX)
 
 
 def main(argv: list[str] | None = None) -> int:

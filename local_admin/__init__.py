@@ -75,8 +75,7 @@ def state() -> AdminState:
 
 
 def allowed_host_names(config: Config) -> list[str]:
-    admin = config.admin or {}
-    names = list(admin.get("allowed_hosts") or [])
+    names = list(config.admin.allowed_hosts)
     names.append(config.box.name)
     return [str(n) for n in names]
 
@@ -112,7 +111,7 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         # Plain http on the clinic LAN or the box's hotspot: a Secure cookie would never be sent.
-        SESSION_COOKIE_SECURE=bool((config.admin or {}).get("https", False)),
+        SESSION_COOKIE_SECURE=config.admin.https,
         PERMANENT_SESSION_LIFETIME=12 * 3600,
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session: a long edit must not expire its form
         WTF_CSRF_SSL_STRICT=False,
@@ -154,10 +153,9 @@ def create_app(
             return None
         if not st.passwords.is_set():
             return _need("auth.setup")
-        generation = st.passwords.generation()
-        if not session.get("admin") or session.get("gen") != generation:
+        if not logged_in(session, st.passwords):
             session.pop("admin", None)  # keep the CSRF secret: the login form still works
-            session.pop("gen", None)
+            session.pop("stamp", None)
             return _need("auth.login")
         return None
 

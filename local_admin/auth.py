@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
@@ -16,21 +17,34 @@ def _client() -> str:
     return request.remote_addr or "unknown"
 
 
-def _locked(purpose: str, form: dict, errors: dict, template: str, field: str):
-    """If this client is locked out, the refusal page (429 + Retry-After), else None."""
-    wait = state().limiter.retry_after(purpose, _client())
-    if not wait:
+def _begin(purpose: str, form: dict, errors: dict, template: str, field: str):
+    """Reserve one guess for this client (see RateLimiter.begin). The refusal page (429 +
+    Retry-After) if this address or the whole network must wait, else None: then the guess
+    must be closed with `_check`."""
+    lockout = state().limiter.begin(purpose, _client())
+    if lockout is None:
         return None
-    errors[field] = f"Too many wrong tries. Wait {wait} seconds, then try again."
-    response = render_template(template, form=form, errors=errors, retry_after=wait)
-    return response, 429, {"Retry-After": str(wait)}
+    errors[field] = lockout.message()
+    response = render_template(template, form=form, errors=errors, retry_after=lockout.wait_s)
+    return response, 429, {"Retry-After": str(lockout.wait_s)}
 
 
-def _start_session(generation: int) -> None:
+def _check(purpose: str, check: Callable[[], bool]) -> tuple[bool, int]:
+    """Run the guess `_begin` reserved and close it, whatever happens: (right, lockout in
+    seconds a wrong guess caused)."""
+    right = False
+    try:
+        right = check()
+    finally:
+        wait = state().limiter.end(purpose, _client(), right)
+    return right, wait
+
+
+def _start_session(stamp: str | None) -> None:
     session.clear()
     session.permanent = True
     session["admin"] = True
-    session["gen"] = generation
+    session["stamp"] = stamp
 
 
 def _safe_next(target: str | None) -> str:
@@ -57,13 +71,13 @@ def setup():
     errors: dict[str, str] = {}
     if request.method == "POST":
         form["code"] = request.form.get("code", "").strip()
-        locked = _locked("setup", form, errors, "setup.html", "code")
-        if locked:
-            return locked
         password = request.form.get("password", "")
         confirm = request.form.get("confirm", "")
-        if not st.passwords.check_setup_code(form["code"]):
-            wait = st.limiter.failure("setup", _client())
+        locked = _begin("setup", form, errors, "setup.html", "code")
+        if locked:
+            return locked
+        right, wait = _check("setup", lambda: st.passwords.check_setup_code(form["code"]))
+        if not right:
             errors["code"] = "That is not the box's setup code. " + (
                 f"Wait {wait} seconds before the next try." if wait else "Check it and try again."
             )
@@ -77,9 +91,7 @@ def setup():
         if problem:
             errors["confirm" if "same" in problem else "password"] = problem
             return render_template("setup.html", form=form, errors=errors), 400
-        st.limiter.success("setup", _client())
-        generation = st.passwords.set_password(password)
-        _start_session(generation)
+        _start_session(st.passwords.set_password(password))
         flash("The admin password is set. Keep it somewhere safe.", "ok")
         return redirect(url_for("panel.panel"))
     return render_template("setup.html", form=form, errors=errors)
@@ -93,14 +105,14 @@ def login():
     form = {"next": request.values.get("next", "")}
     errors: dict[str, str] = {}
     if request.method == "POST":
-        locked = _locked("login", form, errors, "login.html", "password")
+        locked = _begin("login", form, errors, "login.html", "password")
         if locked:
             return locked
-        if st.passwords.check_password(request.form.get("password", "")):
-            st.limiter.success("login", _client())
-            _start_session(st.passwords.generation() or 0)
+        attempt = request.form.get("password", "")
+        right, wait = _check("login", lambda: st.passwords.check_password(attempt))
+        if right:
+            _start_session(st.passwords.session_stamp())
             return redirect(_safe_next(form["next"]))
-        wait = st.limiter.failure("login", _client())
         errors["password"] = "That password is not right. " + (
             f"Wait {wait} seconds before the next try." if wait else "Try again."
         )
@@ -127,11 +139,12 @@ def password():
     st = state()
     errors: dict[str, str] = {}
     if request.method == "POST":
-        locked = _locked("login", {}, errors, "password.html", "current")
+        locked = _begin("login", {}, errors, "password.html", "current")
         if locked:
             return locked
-        if not st.passwords.check_password(request.form.get("current", "")):
-            wait = st.limiter.failure("login", _client())
+        current = request.form.get("current", "")
+        right, wait = _check("login", lambda: st.passwords.check_password(current))
+        if not right:
             errors["current"] = "That is not the current password."
             if wait:
                 errors["current"] += f" Wait {wait} seconds before the next try."
@@ -146,9 +159,8 @@ def password():
         if problem:
             errors["confirm" if "same" in problem else "password"] = problem
             return render_template("password.html", form={}, errors=errors), 400
-        st.limiter.success("login", _client())
-        generation = st.passwords.set_password(request.form["password"])
-        _start_session(generation)  # this browser stays in; every other session ends
+        stamp = st.passwords.set_password(request.form["password"])
+        _start_session(stamp)  # this browser stays in; every other session ends
         flash("Password changed. Other phones and computers are logged out.", "ok")
         return redirect(url_for("system.system"))
     return render_template("password.html", form={}, errors=errors)

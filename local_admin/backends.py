@@ -51,12 +51,29 @@ class Control:
             raise ValueError(reply.get("error") or "the box refused the action")
         return reply
 
+    def reload(self) -> dict[str, Any]:
+        """Tell the running box its settings or circle changed (after each save).
+
+        The reply is {"ok": true, "when": "now" | "after_circle"}, or {"ok": false, "error": ...}
+        when the box could not read the saved settings (it keeps its last good ones).
+        """
+        return self._call(lambda c: c.reload())
+
+    def set_clock(self, epoch: float) -> dict[str, Any]:
+        """Set the box's clock to `epoch` (unix seconds, the phone's time).
+
+        The reply is {"ok": true, "time": iso, "trusted": bool} or {"ok": false, "error": ...}.
+        """
+        return self._call(lambda c: c.set_clock(epoch))
+
 
 # -- usage --------------------------------------------------------------------------------------
 
 
 def usage_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "usage.sqlite"
+    from device.datafolder import DataFolder
+
+    return DataFolder(Path(data_dir)).usage
 
 
 def usage_sessions(
@@ -70,6 +87,20 @@ def usage_sessions(
     store = UsageStore(path)
     try:
         return list(store.sessions(since=since, limit=limit))
+    finally:
+        store.close()
+
+
+def delete_session(data_dir: Path, session_id: str) -> None:
+    """Remove one circle's record; KeyError when there is no such record (or no store yet)."""
+    path = usage_path(data_dir)
+    if not path.exists():
+        raise KeyError(session_id)
+    from device.usage import UsageStore
+
+    store = UsageStore(path)
+    try:
+        store.delete(session_id)
     finally:
         store.close()
 

@@ -23,6 +23,7 @@ from flask import (
 )
 
 from device.config import ConfigError
+from device.datafolder import DataFolder
 from device.fsutil import atomic_write_bytes
 from device.script import LoadedScript, Recording, ScriptError, parse_script
 from local_admin import backends, state, store
@@ -42,7 +43,13 @@ def _voices() -> list[Any]:
 
 
 def _cache_dir() -> Path:
-    return state().data_dir / "cache"
+    return DataFolder(state().data_dir).cache
+
+
+def _active() -> str | None:
+    """The id of the circle the box plays (the same resolver as the runtime)."""
+    st = state()
+    return store.active_id(st.data_dir, st.config.session.script)
 
 
 def _render_settings() -> Any:
@@ -59,9 +66,7 @@ def _render_settings() -> Any:
 def index():
     st = state()
     circles = store.list_circles(st.data_dir)
-    return render_template(
-        "circles.html", circles=circles, active=st.config.session.script, errors={}, form={}
-    )
+    return render_template("circles.html", circles=circles, active=_active(), errors={}, form={})
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -101,7 +106,7 @@ def copy(script_id: str):
         return render_template(
             "circles.html",
             circles=circles,
-            active=st.config.session.script,
+            active=_active(),
             errors=errors,
             form={"copy_of": script_id, "new_id": new_id},
         ), 400
@@ -118,7 +123,7 @@ def copy(script_id: str):
 @bp.route("/<script_id>/delete", methods=["POST"])
 def delete(script_id: str):
     st = state()
-    if script_id == st.config.session.script:
+    if script_id == _active():
         flash("This circle is the one the box runs. Choose another one first.", "error")
     elif request.form.get("confirm") != "yes":
         flash("Tick the box to confirm deleting.", "error")
@@ -139,8 +144,16 @@ def use(script_id: str):
     except ConfigError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"The box will run {script_id} from its next circle.", "ok")
+        flash(_tell_the_box(script_id), "ok")
     return redirect(url_for("circles.index"))
+
+
+def _tell_the_box(script_id: str) -> str:
+    """After session.script is saved: ask the runtime to reload over the control socket, and
+    say truthfully when it plays the circle (the words are local_admin.applies')."""
+    from local_admin.applies import Change, tell_box
+
+    return tell_box(state().control, Change(script_id))
 
 
 # -- import / export / history
@@ -178,7 +191,7 @@ def import_file():
     return render_template(
         "circles.html",
         circles=circles,
-        active=st.config.session.script,
+        active=_active(),
         errors=errors,
         form={},
         problems=general,
@@ -246,6 +259,11 @@ def restore(script_id: str):
 @bp.route("/<script_id>/edit", methods=["GET", "POST"])
 def edit(script_id: str):
     st = state()
+    source = store.resolve(st.data_dir, script_id)
+    if source is not None and not source.editable:
+        flash(f"{script_id} was installed by a content bundle and is not changed on the box: "
+              "copy it (under “Copy or delete”) and edit the copy.", "error")
+        return redirect(url_for("circles.index"))
     if request.method == "POST":
         return _handle_post(script_id)
     draft = store.draft_path(st.data_dir, script_id)
@@ -299,7 +317,7 @@ def _editor(
         listen=listen or {},
         draft_note=draft_note,
         job=job,
-        active=st.config.session.script,
+        active=_active(),
         focus=focus,
     ), status
 
@@ -556,7 +574,9 @@ def listen_json(script_id: str | None):
 def audio(key: str):
     if not re.fullmatch(r"[0-9a-f]{16,128}", key):
         abort(404)
-    path = _cache_dir() / "prompts" / f"{key}.wav"
+    from audio.cache import PromptCache
+
+    path = PromptCache(_cache_dir()).wav_path(key)
     if not path.is_file():
         abort(404)
     return send_file(path, mimetype="audio/wav", conditional=True, max_age=3600)
@@ -583,7 +603,7 @@ def _start_save(script_id: str, version: int, text: str):
         flash("This circle is still being saved. Wait for it to finish, then save again.", "error")
         return redirect(url_for("circles.job", job_id=running.id))
     store.write_draft(data_dir, script_id, text)  # kept if rendering fails: nothing is lost
-    live_path = data_dir / "scripts" / f"{script_id}.yaml"
+    live_path = DataFolder(data_dir).script(script_id)
     loaded = parse_script(text, str(live_path), live_path)
 
     if (

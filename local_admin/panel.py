@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from device.actions import ACTIONS, UnknownAction, parse_action
+from device.faults import PART_NAMES, explain, explain_fault, is_ok
 from local_admin import state
 from local_admin.backends import BoxNotRunning
 
@@ -47,6 +48,11 @@ STATE_WORDS = {
     "finished": "Circle finished",
 }
 
+# The parts whose health the panel and /system/ list, in this order.
+HEALTH_PARTS = ("speaker", "mic", "buttons", "voices", "vosk")
+STOP_QUESTION = "End the circle now? It will be saved as ended early."
+CLOCK_DRIFT_S = 120  # the phone and the box disagree by more than this: offer to set the clock
+
 
 def get_status() -> tuple[dict | None, str | None]:
     try:
@@ -68,12 +74,123 @@ def format_elapsed(seconds) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def status_view(status: dict | None, problem: str | None) -> dict:
-    """The status as the page shows it (also what status.json returns)."""
+def _minutes_seconds(seconds: float) -> str:
+    total = max(0, round(seconds))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def countdown_view(countdown: dict | None) -> dict | None:
+    """The runtime's turn/timer countdown as the panel shows it; None when nothing counts down."""
+    if not isinstance(countdown, dict):
+        return None
+    try:
+        limit = float(countdown["limit_s"])
+        remaining = float(countdown.get("remaining_s", limit - float(countdown.get("elapsed_s", 0))))
+    except (KeyError, TypeError, ValueError):
+        return None
+    kind = countdown.get("kind")
+    turn = countdown.get("turn")
+    label = f"Turn {turn}" if kind == "turn" and turn is not None else (
+        "This turn" if kind == "turn" else "Timer")
+    over = remaining <= 0
+    return {
+        "kind": kind,
+        "label": label,
+        "remaining": _minutes_seconds(remaining),
+        "limit": _minutes_seconds(limit),
+        "text": (f"time is up ({_minutes_seconds(limit)})" if over
+                 else f"{_minutes_seconds(remaining)} left of {_minutes_seconds(limit)}"),
+        "rest": "time is up" if over else f"left of {_minutes_seconds(limit)}",
+        "pct": (round(100 * min(1.0, max(0.0, 1 - remaining / limit))) if limit > 0 else 100),
+        "over": over,
+    }
+
+
+def clock_view(clock: dict | None) -> dict | None:
+    """The box's wall clock as the runtime reads it: the page offers to set it from the phone
+    when it is not trusted or is more than CLOCK_DRIFT_S away from the phone's own time."""
+    if not isinstance(clock, dict) or not clock.get("time"):
+        return None
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(str(clock["time"]))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return {
+        "epoch": when.timestamp(),
+        "text": when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "trusted": bool(clock.get("trusted")),
+    }
+
+
+def _listening_off(part: str, commands: str) -> dict | None:
+    """The microphone or spoken commands when the box reports no health for them because it
+    does not listen (the runtime's `listening.commands` says "off: <why>"); else None."""
+    listening_off = "not enabled" in commands or "not started" in commands
+    if part == "mic" and not listening_off:
+        return None
+    if part == "vosk" and not commands.startswith("off"):
+        return None
+    why = commands[4:].strip() if commands.startswith("off") else commands
+    return {
+        "part": part, "label": PART_NAMES[part], "state": "off",
+        "text": ("Not in use: the box does not listen to the room." if part == "mic"
+                 else "Off: the box does not listen for spoken commands."),
+        "advice": ("Listening can be turned on in Settings (Listening)." if listening_off
+                   else explain(part, why).advice),
+        "detail": why,
+    }
+
+
+def parts_view(status: dict | None, extra_health: dict | None = None) -> list[dict]:
+    """Each part's health in plain words: the one reading the panel and /system/ both show.
+
+    `extra_health` adds what only the admin process knows (its list of voices). A part the
+    running box does not report is said to be not in use or not reported, never "not running".
+    """
+    running = status is not None
+    health = {**((status or {}).get("health") or {}), **(extra_health or {})}
+    commands = str(((status or {}).get("listening") or {}).get("commands") or "")
+    out = []
+    for part in HEALTH_PARTS:
+        value = health.get(part)
+        label = PART_NAMES[part]
+        if value is None and running and part in ("mic", "vosk"):
+            if part == "vosk" and commands.startswith("on"):
+                value = "ok"
+            elif (off := _listening_off(part, commands)) is not None:
+                out.append(off)
+                continue
+        if value is None:
+            out.append({"part": part, "label": label, "state": "unknown",
+                        "text": ("Not reported by the box." if running
+                                 else "Not known: the box is not running."),
+                        "advice": "", "detail": ""})
+        elif is_ok(value):
+            out.append({"part": part, "label": label, "state": "ok", "text": "Working.",
+                        "advice": "", "detail": str(value)[2:].strip(" ()")})
+        else:
+            plain = explain(part, str(value))
+            out.append({"part": part, "label": label, "state": "bad", "text": plain.summary,
+                        "advice": plain.advice, "detail": plain.detail})
+    return out
+
+
+def status_view(status: dict | None, problem: str | None, extra_health: dict | None = None) -> dict:
+    """The status as the page shows it (also what status.json returns, and /system/ reads)."""
     if status is None:
-        return {"running": False, "message": problem or "the box is not running"}
+        return {"running": False, "message": problem or "the box is not running",
+                "parts": parts_view(None, extra_health), "problems": [], "countdown": None,
+                "clock": None}
     listening = status.get("listening") or {}
     last = status.get("last_input") or {}
+    cap = status.get("volume_cap")
+    if not isinstance(cap, int | float):
+        cap = state().config.audio.volume_cap
+    faults = [str(f) for f in status.get("faults") or []]
     return {
         "running": True,
         "state": status.get("state"),
@@ -96,6 +213,9 @@ def status_view(status: dict | None, problem: str | None) -> dict:
             if isinstance(status.get("volume"), int | float)
             else None
         ),
+        "volume_cap_pct": round(float(cap) * 100),
+        "countdown": countdown_view(status.get("countdown")),
+        "clock": clock_view(status.get("clock")),
         "last_input": last,
         "last_input_text": (
             f"{last.get('source', '?')} {last.get('name', '')} -> {last.get('action', '')}"
@@ -107,25 +227,21 @@ def status_view(status: dict | None, problem: str | None) -> dict:
         "in_speech": bool(listening.get("in_speech")),
         "commands": listening.get("commands"),
         "health": status.get("health") or {},
-        "faults": list(status.get("faults") or []),
+        "parts": parts_view(status, extra_health),
+        "faults": faults,
+        "problems": [explain_fault(f).as_dict() for f in faults],
     }
 
 
-def _active_steps() -> list[tuple[str, str]]:
-    """(id, title) of the steps of the circle the box runs, for the "go to step" buttons."""
+def _active_steps(status: dict | None) -> list[tuple[str, str]]:
+    """(id, title) of the steps of the circle the box runs, for the "go to step" buttons: the
+    one it is playing now when it runs (a newly chosen circle waits for the circle to end)."""
     from local_admin import store
 
     st = state()
-    path = store.find_path(st.data_dir, st.config.session.script)
-    if path is None:
-        return []
-    try:
-        raw = store.raw_dict(path.read_text(encoding="utf-8"))
-    except OSError:
-        return []
-    steps = raw.get("steps") if isinstance(raw.get("steps"), list) else []
-    return [(str(s["id"]), str(s.get("title") or s["id"])) for s in steps
-            if isinstance(s, dict) and "id" in s]
+    playing = status.get("script") if status else None
+    name = playing if isinstance(playing, str) and store.valid_id(playing) else st.config.session.script
+    return store.active_steps(st.data_dir, name)
 
 
 @bp.route("/")
@@ -133,9 +249,11 @@ def panel():
     status, problem = get_status()
     return render_template(
         "panel.html",
-        steps=_active_steps(),
+        steps=_active_steps(status),
         s=status_view(status, problem),
         buttons=[(a, LABELS.get(a, a), ACTIONS[a]) for a in PANEL_BUTTONS],
+        stop_question=STOP_QUESTION,
+        clock_drift_s=CLOCK_DRIFT_S,
     )
 
 
@@ -145,36 +263,82 @@ def status_json():
     return jsonify(status_view(status, problem))
 
 
-@bp.route("/press", methods=["POST"])
-def press():
-    action = (
-        (request.get_json(silent=True) or {}).get("action")
-        if request.is_json
-        else request.form.get("action", "")
-    )
+def _refused(message: str, code: int):
+    """A refusal: JSON for the page's script, a message at the top of the panel without it."""
+    if request.is_json:
+        return jsonify(error=message), code
+    flash(message, "error")
+    return redirect(url_for("panel.panel")), 303
+
+
+def _send(action: str):
+    """Dispatch one action to the box and answer as the caller expects (JSON or a redirect)."""
     try:
-        parse_action(str(action or ""))
+        parse_action(action)
     except UnknownAction as exc:
-        if request.is_json:
-            return jsonify(error=str(exc)), 400
-        flash(str(exc), "error")
-        return redirect(url_for("panel.panel")), 303
+        return _refused(str(exc), 400)
     try:
-        reply = state().control.dispatch(str(action))
+        reply = state().control.dispatch(action)
     except BoxNotRunning as exc:
-        if request.is_json:
-            return jsonify(error=str(exc)), 503
-        flash(str(exc).capitalize() + ".", "error")
-        return redirect(url_for("panel.panel")), 303
+        return _refused(str(exc).capitalize() + ".", 503)
     except ValueError as exc:  # the box refused it (e.g. a goto to a step it does not have)
-        if request.is_json:
-            return jsonify(error=str(exc)), 400
-        flash(str(exc), "error")
-        return redirect(url_for("panel.panel")), 303
+        return _refused(str(exc), 400)
     if request.is_json:
         status, problem = get_status()
         return jsonify(reply=reply, status=status_view(status, problem))
-    back = request.form.get("back", "")
-    if back == "settings":
+    if request.form.get("back", "") == "settings":
         return redirect(url_for("settings.settings") + "#buttons"), 303
     return redirect(url_for("panel.panel")), 303
+
+
+@bp.route("/press", methods=["POST"])
+def press():
+    """An on-screen button. Stop ends the circle, so it asks first: the page's script asks in
+    the page (and sends confirm: true); without JavaScript a confirmation page asks."""
+    body = request.get_json(silent=True) if request.is_json else None
+    body = body if isinstance(body, dict) else {}
+    action = str((body.get("action") if request.is_json else request.form.get("action")) or "")
+    confirmed = body.get("confirm") is True if request.is_json else request.form.get("confirm") == "yes"
+    if action.strip() == "stop" and not confirmed:
+        if request.is_json:
+            return jsonify(error="confirm first", confirm=STOP_QUESTION), 409
+        return render_template(
+            "confirm.html",
+            title="Stop the circle?",
+            text=STOP_QUESTION,
+            note="",
+            action_url=url_for("panel.press"),
+            fields={"action": "stop"},
+            yes_label="Yes, end the circle",
+            back_url=url_for("panel.panel"),
+        )
+    return _send(action)
+
+
+@bp.route("/volume", methods=["POST"])
+def volume():
+    """The volume slider without JavaScript (with it, the slider sends volume:<percent> to
+    /panel/press at once). The box caps it at its loudest setting."""
+    raw = request.form.get("percent", "").strip()
+    if not raw.isdigit() or not 0 <= int(raw) <= 100:
+        return _refused(f"Volume: choose a level from 0 to 100 percent, not '{raw[:10]}'.", 400)
+    return _send(f"volume:{int(raw)}")
+
+
+@bp.route("/clock", methods=["POST"])
+def set_clock():
+    """Set the box's clock to the phone's time (boxes have no clock battery; usage dates
+    depend on it). The page's script sends {"epoch_ms": Date.now()}; the runtime sets it."""
+    body = request.get_json(silent=True) if request.is_json else None
+    raw = (body or {}).get("epoch_ms") if isinstance(body, dict) else None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return jsonify(error="send the phone's time as epoch_ms (milliseconds)"), 400
+    try:
+        reply = state().control.set_clock(float(raw) / 1000.0)
+    except BoxNotRunning as exc:
+        return jsonify(error=str(exc).capitalize() + "."), 503
+    if not isinstance(reply, dict) or reply.get("ok") is False:
+        why = reply.get("error") if isinstance(reply, dict) else None
+        return jsonify(error=f"The box did not take this time: {why or 'no answer'}."), 400
+    status, problem = get_status()
+    return jsonify(reply=reply, status=status_view(status, problem))

@@ -9,9 +9,12 @@ Per-box secrets live in `<data_dir>/secrets/` (made by first boot; created here,
 
 The password lives in `<data_dir>/admin/password.json` (dir 0700, file 0600), a folder the admin
 service owns (first boot keeps `secrets/` read-only for it): JSON `{"hash": <werkzeug scrypt
-hash>, "generation": n, "set_at": ...}`. The generation goes up on logout and on password change;
-a session cookie carries the generation it was issued under, so bumping it ends every other
-session at once.
+hash>, "generation": n, "epoch": <random hex>, "set_at": ...}`. The generation goes up on
+logout and on password change, and each of those (and every new setup) draws a new random
+epoch. A session cookie carries the stamp `<generation>-<epoch>` it was issued under, so a
+logout ends every other session at once, and a session stays dead after `setup-code --reset`:
+the reset deletes the record, the new setup starts the generation at 1 again, but with an
+epoch no old cookie can carry.
 """
 
 from __future__ import annotations
@@ -30,17 +33,16 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
 
-SETUP_CODE = "setup-code"
-SESSION_KEY = "admin-session-key"
-PASSWORD_FILE = ("admin", "password.json")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 200
 
 
 def secrets_dir(data_dir: Path) -> Path:
-    path = Path(data_dir) / "secrets"
+    """`DataFolder.secrets`, made (0700) when missing, e.g. on a laptop."""
+    path = DataFolder(data_dir).secrets
     if not path.is_dir():
         path.mkdir(parents=True, mode=0o700, exist_ok=True)
     return path
@@ -72,7 +74,8 @@ def new_setup_code() -> str:
 
 def ensure_session_key(data_dir: Path) -> bytes:
     """The cookie-signing key, created (atomically, 0600) if missing or malformed."""
-    path = secrets_dir(data_dir) / SESSION_KEY
+    secrets_dir(data_dir)
+    path = DataFolder(data_dir).session_key
     text = _read(path)
     try:
         key = bytes.fromhex(text or "")
@@ -89,7 +92,8 @@ class PasswordStore:
 
     def __init__(self, data_dir: Path):
         self.dir = secrets_dir(data_dir)
-        self.password_path = Path(data_dir).joinpath(*PASSWORD_FILE)
+        self.data = DataFolder(data_dir)
+        self.password_path = self.data.admin_password
         self._lock = threading.Lock()
 
     def _write_record(self, record: dict) -> None:
@@ -119,12 +123,19 @@ class PasswordStore:
         record = self._record()
         return None if record is None else int(record.get("generation", 0))
 
+    def session_stamp(self) -> str | None:
+        """What a session cookie must carry to be valid now (None: no password, no sessions)."""
+        record = self._record()
+        if record is None:
+            return None
+        return f"{int(record.get('generation', 0))}-{record.get('epoch', '')}"
+
     def setup_code(self) -> str | None:
         """The current setup code (created if missing); None once a password is set."""
         if self.is_set():
             return None
         with self._lock:
-            path = self.dir / SETUP_CODE
+            path = self.data.setup_code
             code = _read(path)
             if not _valid_code(code):
                 code = new_setup_code()
@@ -135,7 +146,8 @@ class PasswordStore:
 
     def check_setup_code(self, attempt: str) -> bool:
         code = self.setup_code()
-        return code is not None and secrets.compare_digest(attempt.strip(), code)
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a wrong code)
+        return code is not None and secrets.compare_digest(attempt.strip().encode("utf-8"), code.encode("utf-8"))
 
     def check_password(self, attempt: str) -> bool:
         record = self._record()
@@ -143,21 +155,23 @@ class PasswordStore:
             return False
         return check_password_hash(record["hash"], attempt)
 
-    def set_password(self, password: str) -> int:
-        """Hash and store the password, bump the generation, consume the setup code."""
+    def set_password(self, password: str) -> str:
+        """Hash and store the password, bump the generation, consume the setup code; returns
+        the new session stamp."""
         with self._lock:
             old = self._record()
             generation = (int(old.get("generation", 0)) if old else 0) + 1
             record = {
                 "hash": generate_password_hash(password, method="scrypt"),
                 "generation": generation,
+                "epoch": secrets.token_hex(16),
                 "set_at": int(time.time()),
             }
             self._write_record(record)
             # Void in any case once a password exists; deleted where the folder allows it.
             with contextlib.suppress(FileNotFoundError, PermissionError):
-                (self.dir / SETUP_CODE).unlink()
-            return generation
+                (self.data.setup_code).unlink()
+            return f"{generation}-{record['epoch']}"
 
     def bump_generation(self) -> int | None:
         """End every session (logout everywhere)."""
@@ -166,18 +180,20 @@ class PasswordStore:
             if record is None:
                 return None
             record["generation"] = int(record.get("generation", 0)) + 1
+            record["epoch"] = secrets.token_hex(16)
             self._write_record(record)
             return record["generation"]
 
     def reset(self) -> str:
-        """Console reset: forget the password (ending all sessions) and make a new setup code."""
+        """Console reset: forget the password and make a new setup code. Every session ends for
+        good: the next setup draws a new epoch, so no old cookie matches it."""
         with self._lock:
             with contextlib.suppress(FileNotFoundError):
                 self.password_path.unlink()
             code = new_setup_code()
-            path = self.dir / SETUP_CODE
+            path = self.data.setup_code
             atomic_write_text(path, code + "\n", mode=0o600)
-            _match_owner(path, self.dir / SESSION_KEY)
+            _match_owner(path, self.data.session_key)
             return code
 
 
@@ -197,55 +213,110 @@ def password_problem(password: str, confirm: str) -> str | None:
 @dataclass
 class _Entry:
     failures: int = 0
+    pending: int = 0  # attempts being checked right now (a password check takes a moment)
     locked_until: float = 0.0
     last: float = 0.0
 
 
+@dataclass(frozen=True)
+class Lockout:
+    """Why an attempt is refused unchecked: seconds to wait, and whether the whole box's
+    network is waiting (the hotspot-wide cap) or only this address."""
+
+    wait_s: int
+    everyone: bool
+
+    def message(self) -> str:
+        if self.everyone:
+            return (
+                "Too many wrong tries from phones and computers on this box's network. "
+                f"Wait {self.wait_s} seconds, then try again."
+            )
+        return f"Too many wrong tries. Wait {self.wait_s} seconds, then try again."
+
+
+EVERYONE = "*"  # the key of the hotspot-wide record: all addresses together
+
+
 @dataclass
 class RateLimiter:
-    """Growing lockouts per client and purpose, in memory.
+    """Growing lockouts for guesses (setup code, password), per address and for all addresses
+    together, in memory.
 
-    The first `free` failures cost nothing; after that each failure locks the client out for
-    `base_s * 2**(extra failures)`, capped at `max_s`. While locked out, attempts are refused
-    without being checked. A success clears the client's record; records idle for a day go.
+    Each attempt is reserved with `begin` before it is checked and closed with `end`, both
+    under one lock, so parallel requests cannot slip past the count: while an attempt is being
+    checked it counts, and after the free ones only one attempt at a time is checked.
+    Per address the first `free` failures cost nothing; after that each failure locks the
+    address out for `base_s * 2**(extra failures)`, capped at `max_s`. The same rule with
+    `free_total` holds for every address together, so twenty phones on the hotspot do not get
+    twenty times the guesses. While locked out, attempts are refused without being checked.
+    A success clears the address's record; records idle for a day go.
     """
 
     free: int = 3
+    free_total: int = 10
     base_s: float = 2.0
     max_s: float = 900.0
     clock: Callable[[], float] = time.monotonic
     _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def retry_after(self, purpose: str, client: str) -> int:
-        """Seconds the client must wait before trying again (0: may try now)."""
-        with self._lock:
-            entry = self._entries.get((purpose, client))
-            if entry is None:
-                return 0
-            wait = entry.locked_until - self.clock()
-            return max(0, int(wait + 0.999))
+    def _allowance(self, client: str) -> int:
+        return self.free_total if client == EVERYONE else self.free
 
-    def failure(self, purpose: str, client: str) -> int:
-        """Record a failed attempt; returns the lockout in seconds it caused (0 if none)."""
+    def _refusal(self, key: tuple[str, str], now: float) -> int:
+        """Seconds this record makes an attempt wait (0: it may be checked now)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return 0
+        if entry.locked_until > now:
+            return max(1, int(entry.locked_until - now + 0.999))
+        if entry.pending and entry.failures + entry.pending >= self._allowance(key[1]):
+            return 1  # the free tries are all being checked right now: one at a time after that
+        return 0
+
+    def begin(self, purpose: str, client: str) -> Lockout | None:
+        """Reserve one attempt for `client`; a Lockout (and nothing reserved) if it must wait.
+        Every reserved attempt must be closed with `end`."""
         now = self.clock()
         with self._lock:
             self._expire(now)
-            entry = self._entries.setdefault((purpose, client), _Entry())
-            entry.failures += 1
-            entry.last = now
-            if entry.failures < self.free:
-                return 0
-            delay = min(self.max_s, self.base_s * 2 ** (entry.failures - self.free))
-            entry.locked_until = now + delay
-            return int(delay + 0.999)
+            own = self._refusal((purpose, client), now)
+            everyone = self._refusal((purpose, EVERYONE), now)
+            if own or everyone:
+                return Lockout(max(own, everyone), everyone > own)
+            for key in ((purpose, client), (purpose, EVERYONE)):
+                entry = self._entries.setdefault(key, _Entry())
+                entry.pending += 1
+                entry.last = now
+            return None
 
-    def success(self, purpose: str, client: str) -> None:
+    def end(self, purpose: str, client: str, ok: bool) -> int:
+        """Close a reserved attempt. A failure counts (for the address and for everyone) and
+        returns the lockout in seconds it caused (0 if none); a success clears the address."""
+        now = self.clock()
+        wait = 0
         with self._lock:
-            self._entries.pop((purpose, client), None)
+            for key in ((purpose, client), (purpose, EVERYONE)):
+                entry = self._entries.setdefault(key, _Entry())
+                entry.pending = max(0, entry.pending - 1)
+                entry.last = now
+                if ok:
+                    continue
+                entry.failures += 1
+                if entry.failures >= self._allowance(key[1]):
+                    extra = entry.failures - self._allowance(key[1])
+                    delay = min(self.max_s, self.base_s * 2**extra)
+                    entry.locked_until = max(entry.locked_until, now + delay)
+                    wait = max(wait, int(delay + 0.999))
+            if ok:
+                own = self._entries.get((purpose, client))
+                if own is not None and not own.pending:
+                    del self._entries[(purpose, client)]
+        return wait
 
     def _expire(self, now: float) -> None:
-        stale = [k for k, e in self._entries.items() if now - e.last > 86400]
+        stale = [k for k, e in self._entries.items() if not e.pending and now - e.last > 86400]
         for key in stale:
             del self._entries[key]
 

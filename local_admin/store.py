@@ -1,10 +1,9 @@
 """Circles (session scripts) on disk, their versions, and the editor's form <-> YAML mapping.
 
-User scripts: `<data_dir>/scripts/<id>.yaml` (the live version, what the box plays).
-Earlier versions: `<data_dir>/scripts/.history/<id>/<version>-<timestamp>.yaml`.
-A save that is waiting for its prompts to render: `<data_dir>/scripts/.drafts/<id>.yaml`;
-it replaces the live file only once every prompt is rendered.
-Recordings: `<data_dir>/scripts/recordings/` (where `LoadedScript.recordings_dir` looks).
+Where each file lives is `device.datafolder.DataFolder` (the box's own copies, drafts, history,
+recordings); which copy of a circle the box plays is `device.content.resolve_circle`. This
+module lists and edits the box's own copies; circles a content bundle installed are listed too,
+marked installed, and are copied to be edited (a release is never changed in place).
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from device.content import draft_path as content_draft_path
-from device.content import user_script_path
+from device.content import CircleSource, Origin, resolve_circle, script_candidates
+from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
 from device.script import (
     STEP_ID,
@@ -48,15 +47,22 @@ TURN_FIELDS = {  # form field -> (label, default, schema key)
     "warn_s": ("Gentle reminder after (s)", 105, "warn_s"),
     "max_s": ("Wrap-up after (s)", 180, "max_s"),
 }
-MARKER = re.compile(r"\[(pause|recording)\s+([^\]]+?)\s*\]", re.IGNORECASE)
+# "[pause 4]" / "[recording welcome.wav]" inside a step's text. Linear on any input: the value
+# may hold no bracket, so from each "[" the scan stops at the next "[" or "]" and no two parts of
+# the pattern compete for the same characters (the old `\s+([^\]]+?)\s*` was cubic on an
+# unclosed "[pause" and spaces: 3,000 spaces took seconds, with the GIL held for every page).
+MARKER = re.compile(r"\[(pause|recording)(?=\s)([^\[\]]*)\]", re.IGNORECASE)
+# A step's text as the editor sends it (markers included), checked before any pattern runs. One
+# text part may be 4,000 characters (device.script.MAX_TEXT); a step holds a few of them.
+MAX_STEP_TEXT = 20_000
 
 
 def scripts_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "scripts"
+    return DataFolder(data_dir).scripts
 
 
 def recordings_dir(data_dir: Path) -> Path:
-    return scripts_dir(data_dir) / "recordings"
+    return DataFolder(data_dir).recordings
 
 
 def valid_id(script_id: str) -> bool:
@@ -73,42 +79,108 @@ class CircleInfo:
     packaged: bool  # only the packaged copy exists (editing saves a copy in the data folder)
     error: str | None
     draft: bool
+    origin: str = Origin.BOX.value  # device.content.Origin of the copy the box plays
+    release_version: int | None = None  # the content bundle's version, when installed
+    shadowed: str | None = None  # a note when the box's own copy is not the one that plays
+
+    @property
+    def installed(self) -> bool:
+        return self.origin == Origin.INSTALLED.value
+
+    @property
+    def editable(self) -> bool:
+        """Installed circles are copied to be edited: a release is never changed in place."""
+        return not self.installed
 
 
 def _user_path(data_dir: Path, script_id: str) -> Path:
-    return user_script_path(Path(data_dir), script_id)
+    return DataFolder(data_dir).script(script_id)
 
 
 def draft_path(data_dir: Path, script_id: str) -> Path:
-    return content_draft_path(Path(data_dir), script_id)
+    return DataFolder(data_dir).draft(script_id)
 
 
 def history_dir(data_dir: Path, script_id: str) -> Path:
-    return scripts_dir(data_dir) / ".history" / script_id
+    return DataFolder(data_dir).history(script_id)
+
+
+def resolve(data_dir: Path, script_id: str) -> CircleSource | None:
+    """The copy of circle `script_id` the box would play (device.content.resolve_circle), or
+    None for an invalid id, no such circle, or a broken first choice (see `find_path`)."""
+    if not valid_id(script_id):
+        return None
+    try:
+        return resolve_circle(script_id, DataFolder(data_dir))
+    except ScriptError:
+        return None
 
 
 def find_path(data_dir: Path, script_id: str) -> Path | None:
+    """The file of the copy the box plays; for a broken circle the first copy found (so the
+    editor can show it and name its problem); None when there is no such circle."""
+    source = resolve(data_dir, script_id)
+    if source is not None and source.loaded.path is not None and source.loaded.path.exists():
+        return source.loaded.path
     if not valid_id(script_id):
         return None
-    for path in (_user_path(data_dir, script_id), packaged_scripts_dir() / f"{script_id}.yaml"):
-        if path.exists():
-            return path
-    return None
+    found = script_candidates(script_id, DataFolder(data_dir))
+    return found[0][0] if found else None
+
+
+def active_steps(data_dir: Path, name: str) -> list[tuple[str, str]]:
+    """(id, title) of each step of the circle the box plays for `name` (session.script): the
+    panel's "Go to step" list, from the same resolver as the runtime. [] if it cannot load."""
+    try:
+        script = resolve_circle(name, DataFolder(data_dir)).loaded.script
+    except ScriptError:
+        return []
+    return [(step.id, step.title or step.id) for step in script.steps]
+
+
+def active_id(data_dir: Path, name: str) -> str | None:
+    """The id of the circle the box plays for `name` (a session.script may be a file path)."""
+    try:
+        return resolve_circle(name, DataFolder(data_dir)).script_id
+    except ScriptError:
+        return None
+
+
+def _ids(data: DataFolder) -> list[str]:
+    """Every circle id on the box: its own, installed by a bundle, packaged."""
+    ids: dict[str, None] = {}
+    for directory in (*data.script_dirs(), packaged_scripts_dir()):
+        for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else ():
+            if valid_id(path.stem):
+                ids.setdefault(path.stem)
+    return list(ids)
 
 
 def list_circles(data_dir: Path) -> list[CircleInfo]:
+    """One entry per circle: the copy the box would play for its id, with where it comes from."""
+    data = DataFolder(data_dir)
     seen: dict[str, CircleInfo] = {}
-    for directory, packaged in ((scripts_dir(data_dir), False), (packaged_scripts_dir(), True)):
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.yaml")):
-            script_id = path.stem
-            if script_id in seen or not valid_id(script_id):
-                continue
-            info = _info(path, script_id, packaged)
-            info.draft = draft_path(data_dir, script_id).exists()
-            seen[script_id] = info
-    drafts = scripts_dir(data_dir) / ".drafts"
+    for script_id in _ids(data):
+        found = script_candidates(script_id, data)
+        try:
+            source = resolve_circle(script_id, data)
+        except ScriptError:  # a broken first choice: show it with its problem
+            path, origin = found[0]
+            info = _info(path, script_id, origin is Origin.PACKAGED)
+            info.origin = origin.value
+        else:
+            path = source.loaded.path or data.script(script_id)
+            origin = Origin.BOX if source.origin is Origin.INTERRUPTED_SAVE else source.origin
+            info = CircleInfo(script_id, source.loaded.script.title or script_id, source.version,
+                              source.loaded.script.language, len(source.loaded.script.steps),
+                              origin is Origin.PACKAGED, None, False, origin.value, source.release_version)
+            own = data.script(script_id)
+            if origin is not Origin.BOX and own.exists():
+                info.shadowed = (f"The box's own copy ({own.name}) is older: the {origin.value} "
+                                 f"version {source.version} plays. Copy it to edit.")
+        info.draft = data.draft(script_id).exists()
+        seen[script_id] = info
+    drafts = data.drafts
     for path in sorted(drafts.glob("*.yaml")) if drafts.is_dir() else ():
         if path.stem not in seen and valid_id(path.stem):  # a new circle whose first save failed
             raw = raw_dict(path.read_text(encoding="utf-8"))
@@ -242,7 +314,7 @@ def finish_interrupted_saves(data_dir: Path) -> list[str]:
     failed stays a draft for the editor to offer."""
     from device.content import interrupted_save
 
-    drafts = scripts_dir(data_dir) / ".drafts"
+    drafts = DataFolder(data_dir).drafts
     switched: list[str] = []
     for path in sorted(drafts.glob("*.yaml")) if drafts.is_dir() else ():
         live = _user_path(data_dir, path.stem)
@@ -303,10 +375,17 @@ def parts_to_text(parts: Any) -> str:
 
 
 def text_to_parts(text: str) -> list[Any] | str:
-    """'Breathe in. [pause 4] Breathe out.' -> ['Breathe in.', {'pause': 4.0}, 'Breathe out.']"""
+    """'Breathe in. [pause 4] Breathe out.' -> ['Breathe in.', {'pause': 4.0}, 'Breathe out.']
+
+    `text` must be at most MAX_STEP_TEXT characters (form_to_script says so to the user first).
+    """
+    if len(text) > MAX_STEP_TEXT:
+        raise ValueError(f"a step's text is at most {MAX_STEP_TEXT:,} characters")
     parts: list[Any] = []
     pos = 0
     for match in MARKER.finditer(text):
+        if not match[2].strip():
+            continue  # "[pause ]": not a marker, left in the text as written
         before = " ".join(text[pos : match.start()].split())
         if before:
             parts.append(before)
@@ -470,6 +549,12 @@ def form_to_script(
             keep = {k: v for k, v in old.items() if k in ("reminder", "wrap_up", "messages")}
             if kind == "round" and isinstance(old.get("between_turns"), dict):
                 keep["between_turns"] = old["between_turns"]
+        if len(f["text"]) > MAX_STEP_TEXT:  # before any pattern reads it
+            errors[f"s{i}_text"] = (
+                f"this text is {len(f['text']):,} characters; a step can say at most "
+                f"{MAX_STEP_TEXT:,}: split it into more steps"
+            )
+            f = {**f, "text": f["text"][:MAX_STEP_TEXT]}
         if kind in ("say", "exercise", "round") and not f["text"].strip():
             errors[f"s{i}_text"] = "write what the box says here, or upload a recording"
         if kind in ("say", "exercise"):

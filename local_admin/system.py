@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from local_admin import state
-from local_admin.panel import get_status
+from local_admin.panel import get_status, status_view
 
 bp = Blueprint("system", __name__, url_prefix="/system")
 COMMANDS = {
@@ -87,8 +87,8 @@ def _voice_health() -> str:
 def system():
     st = state()
     status, problem = get_status()
-    health = dict((status or {}).get("health") or {})
-    health.setdefault("voices", _voice_health())
+    # the same reading as the live panel (one function), plus the voices only this process sees
+    live = status_view(status, problem, extra_health={"voices": _voice_health()})
     info = {
         "version": _version(),
         "temperature": _temperature(),
@@ -101,10 +101,7 @@ def system():
     return render_template(
         "system.html",
         info=info,
-        health=health,
-        running=status is not None,
-        problem=problem,
-        faults=(status or {}).get("faults") or [],
+        s=live,
         update=_last_update(st.data_dir),
         commands=COMMANDS,
     )
@@ -136,7 +133,15 @@ def power():
         flash("Unknown command.", "error")
         return redirect(url_for("system.system"))
     if request.form.get("confirm") != "yes":
-        return render_template("confirm.html", what=what, text=COMMANDS[what][1])
+        return render_template(
+            "confirm.html",
+            text=COMMANDS[what][1],
+            note="If a circle is running now, it stops.",
+            action_url=url_for("system.power"),
+            fields={"what": what},
+            yes_label=f"Yes, {what.replace('-', ' ')}",
+            back_url=url_for("system.system"),
+        )
     ok, output = state().run_system(COMMANDS[what][0])
     if ok:
         flash(COMMANDS[what][1], "ok")

@@ -1,4 +1,9 @@
-"""Usage: sessions table, charts (server-drawn SVG, no library), CSV and DHIS2 exports."""
+"""Usage: sessions table, charts (server-drawn SVG, no library), CSV and DHIS2 exports.
+
+Test runs (a Start/Stop to try the box: shorter than `dhis2.min_circle_minutes`, or no core
+step delivered) stay in the table, marked, but every total, chart and export leaves them out
+unless "include test circles" is ticked (`?tests=1`). The rule is `device.usage.report_rows`.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +34,23 @@ def _since() -> tuple[str | None, str | None]:
     return since, None
 
 
-def _rows(since: str | None, limit: int | None = None) -> list[dict]:
-    return backends.usage_sessions(state().data_dir, since=since, limit=limit)
+def _include_tests() -> bool:
+    """The "include test circles" checkbox (a query argument, so links and downloads keep it)."""
+    return request.args.get("tests") == "1"
+
+
+def _min_minutes() -> float:
+    from device.usage import min_circle_minutes
+
+    return min_circle_minutes(state().config.dhis2 or {})
+
+
+def _rows(since: str | None, include_tests: bool) -> list[dict]:
+    """The records in the period, each marked with `test_reason`; test runs only if asked."""
+    from device.usage import report_rows
+
+    rows = backends.usage_sessions(state().data_dir, since=since)
+    return report_rows(rows, _min_minutes(), include_tests=include_tests)
 
 
 def people(row: dict) -> int:
@@ -153,35 +173,85 @@ def charts(rows: list[dict]) -> list[dict]:
 @bp.route("/")
 def usage():
     since, problem = _since()
-    rows = _rows(since)
-    dhis2 = state().config.dhis2 or {}
+    include = _include_tests()
+    every = _rows(since, include_tests=True)  # the table lists test runs too, marked
+    counted = [r for r in every if include or not r["test_reason"]]
+    dhis2 = dict(state().config.dhis2)
     totals = {
-        "sessions": len(rows),
-        "completed": sum(1 for r in rows if r.get("completed")),
-        "attendance": sum(people(r) for r in rows),
-        "help": sum(int(r.get("help_count") or 0) for r in rows),
+        "sessions": len(counted),
+        "completed": sum(1 for r in counted if r.get("completed")),
+        "attendance": sum(people(r) for r in counted),
+        "help": sum(int(r.get("help_count") or 0) for r in counted),
+        "tests": sum(1 for r in every if r["test_reason"]),
     }
     return render_template(
         "usage.html",
-        rows=rows[:100],
-        total_rows=len(rows),
+        rows=every[:100],
+        total_rows=len(every),
         totals=totals,
-        charts=charts(rows) if rows else [],
+        charts=charts(counted) if counted else [],
         since=since or "",
         since_error=problem,
+        include_tests=include,
+        min_minutes=_min_minutes(),
         dhis2_ready=bool(dhis2.get("org_unit") and dhis2.get("data_elements")),
     ), (400 if problem else 200)
+
+
+def _back_to_table():
+    from flask import redirect, url_for
+
+    return redirect(url_for("usage.usage", since=request.form.get("since") or None,
+                            tests=request.form.get("tests") or None) + "#sessions")
+
+
+def _describe(row: dict) -> str:
+    when = str(row.get("started_at") or "")[:16].replace("T", " at ")
+    minutes = round(float(row.get("duration_s") or 0) / 60)
+    return f"the circle \u201c{row.get('script')}\u201d of {when} ({minutes} min)"
+
+
+@bp.route("/<session_id>/delete", methods=["POST"])
+def delete(session_id: str):
+    """Delete one record, after a confirmation page (the same with or without JavaScript)."""
+    from flask import flash, url_for
+
+    row = next((r for r in backends.usage_sessions(state().data_dir) if r["id"] == session_id),
+               None)
+    if row is None:
+        flash("That circle is not in the records (perhaps it was deleted already).", "error")
+        return _back_to_table()
+    if request.form.get("confirm") != "yes":
+        return render_template(
+            "confirm.html",
+            title="Delete this record?",
+            text=f"Delete the record of {_describe(row)}?",
+            note="It is removed from the usage table and from every later export. "
+                 "This cannot be undone.",
+            action_url=url_for("usage.delete", session_id=session_id),
+            fields={"since": request.form.get("since", ""), "tests": request.form.get("tests", "")},
+            yes_label="Yes, delete it",
+            back_url=url_for("usage.usage", since=request.form.get("since") or None,
+                             tests=request.form.get("tests") or None) + "#sessions",
+        )
+    try:
+        backends.delete_session(state().data_dir, session_id)
+    except KeyError:
+        flash("That circle is not in the records (perhaps it was deleted already).", "error")
+        return _back_to_table()
+    flash(f"Deleted the record of {_describe(row)}.", "ok")
+    return _back_to_table()
 
 
 @bp.route("/<session_id>/attendance", methods=["POST"])
 def attendance(session_id: str):
     """The facilitator's head count for one circle (the box only estimates it from turns)."""
-    from flask import flash, redirect, url_for
+    from flask import flash
 
     from device.usage import UsageStore
 
     raw = request.form.get("attendance", "").strip()
-    back = redirect(url_for("usage.usage", since=request.form.get("since") or None) + "#sessions")
+    back = _back_to_table()
     if not raw.isdigit() or not 0 <= int(raw) <= 500:
         flash(f"People attending: enter a whole number from 0 to 500, not '{raw[:20]}'. "
               "Nothing was changed.", "error")
@@ -220,7 +290,8 @@ def export_csv():
     since, problem = _since()
     if problem:
         return Response(problem, status=400, mimetype="text/plain")
-    return _download(backends.export_csv(_rows(since)), "text/csv; charset=utf-8", "sessions")
+    rows = _rows(since, _include_tests())
+    return _download(backends.export_csv(rows), "text/csv; charset=utf-8", "sessions")
 
 
 def _dhis2_settings() -> tuple[dict, str | None]:
@@ -247,7 +318,7 @@ def dhis2_json():
         return Response(
             json.dumps({"error": problem or missing}), status=400, mimetype="application/json"
         )
-    body = backends.dhis2_data_value_set(_rows(since), settings)
+    body = backends.dhis2_data_value_set(_rows(since, _include_tests()), settings)
     return _download(json.dumps(body, indent=1), "application/json", "dhis2")
 
 
@@ -257,4 +328,5 @@ def dhis2_csv():
     settings, missing = _dhis2_settings()
     if problem or missing:
         return Response(problem or missing, status=400, mimetype="text/plain")
-    return _download(backends.dhis2_csv(_rows(since), settings), "text/csv; charset=utf-8", "dhis2")
+    rows = _rows(since, _include_tests())
+    return _download(backends.dhis2_csv(rows, settings), "text/csv; charset=utf-8", "dhis2")

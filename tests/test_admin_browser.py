@@ -214,3 +214,165 @@ def test_walk_through_the_admin_page(server, tmp_path):
         shot(laptop, "panel-laptop", full_page=False)
         browser.close()
     shutil.rmtree(tmp_path / "data" / "cache", ignore_errors=True)
+
+
+# -- the live panel and usage on a 390 px phone, as facilitators and managers use them ----------
+
+
+@pytest.fixture
+def phone_server(tmp_path):
+    """The admin page with a password set, a fake runtime that reports a microphone fault, a
+    turn countdown and an unset clock (answering set_clock), and four usage records."""
+    from test_admin_panel_usage import ARECORD, PanelBox, add_circles
+    from test_admin_support import set_password
+    from waitress import create_server
+
+    from device.control import ControlServer, socket_path
+    from local_admin import create_app
+
+    data_dir = tmp_path / "data"
+    app = create_app(make_config(data_dir), run_system=lambda argv: (True, ""))
+    assert set_password(app.test_client(), data_dir).status_code == 302
+    add_circles(data_dir)
+    box = PanelBox(faults=[ARECORD],
+                   countdown={"kind": "turn", "turn": 3, "elapsed_s": 78.0, "limit_s": 120.0,
+                              "remaining_s": 42.0},
+                   clock={"time": "2026-11-01T00:05:00+00:00", "trusted": False})
+    box.clock_sets = []
+
+    def set_clock(request):
+        box.clock_sets.append(request["time"])
+        box.clock = {"time": "2027-01-01T00:00:00+00:00", "trusted": True}
+        return {"ok": True, "time": box.clock["time"], "trusted": True}
+
+    control = ControlServer(socket_path(data_dir), box.status, box.dispatch,
+                            handlers={"set_clock": set_clock}).start()
+    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        yield {"url": f"http://127.0.0.1:{srv.effective_port}", "data_dir": data_dir, "box": box}
+    finally:
+        srv.close()
+        control.close()
+        thread.join(5)
+
+
+def fits_the_screen(page) -> bool:
+    """Nothing on the page is wider than the phone (no sideways scrolling, nothing cut off)."""
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_panel_and_usage_on_a_phone(phone_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, box = phone_server["url"], phone_server["box"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_context(viewport=PHONE).new_page()
+        page.set_default_timeout(20_000)
+        requests: list[tuple[str, str, str]] = []
+        page.on("request", lambda r: requests.append(
+            (r.method, r.url, r.headers.get("content-type", ""))))
+        page.goto(url + "/login")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Live panel")
+
+        # -- a press goes as JSON, the status changes in place, the page does not reload ------
+        requests.clear()
+        page.evaluate("window.stillTheSamePage = true")
+        page.click("button[data-action=next]")
+        expect(page.locator("#state")).to_have_text("Speaking")
+        expect(page.locator("#step")).to_have_text("Welcome")
+        assert box.pressed == [("next", "admin")]
+        assert page.evaluate("window.stillTheSamePage === true")  # no reload
+        posts = [(u, t) for m, u, t in requests if m == "POST"]
+        assert posts == [(url + "/panel/press", "application/json")]
+        assert not [u for _, u, _ in requests if "object" in u]  # no /panel/[object ...]
+
+        # -- a fault in plain words; the raw text only behind "Technical detail" ----------------
+        problem = page.locator("#problems li").first
+        expect(problem).to_contain_text("The microphone is not working.")
+        expect(problem).to_contain_text("Check its cable; the buttons still work")
+        raw = problem.locator("pre")
+        expect(raw).to_be_hidden()
+        problem.locator("summary").click()
+        expect(raw).to_be_visible()
+        expect(raw).to_contain_text("arecord: main:831")
+
+        # -- the turn countdown -----------------------------------------------------------------
+        expect(page.locator("#countdown")).to_be_visible()
+        expect(page.locator("#countdown-label")).to_have_text("Turn 3")
+        expect(page.locator("#countdown-remaining")).to_have_text("0:42")
+        box.countdown = {"kind": "turn", "turn": 3, "elapsed_s": 100.0, "limit_s": 120.0,
+                         "remaining_s": 20.0}
+        expect(page.locator("#countdown-remaining")).to_have_text("0:20")  # refreshed in place
+        assert fits_the_screen(page)
+        shot(page, "panel-live")
+
+        # -- Stop asks first, in the page ---------------------------------------------------------
+        page.click("button[data-action=stop]")
+        ask = page.locator("#stop-confirm")
+        expect(ask).to_be_visible()
+        expect(ask).to_contain_text("End the circle now? It will be saved as ended early.")
+        shot(page, "panel-stop-confirm", full_page=False)
+        assert box.pressed[-1] == ("next", "admin")
+        page.click("#stop-no")
+        expect(ask).to_be_hidden()
+        assert box.pressed[-1] == ("next", "admin")
+        page.click("button[data-action=stop]")
+        page.click("#stop-yes")
+        expect(page.locator("#state")).to_have_text("Ready, not started")
+        assert box.pressed[-1] == ("stop", "admin")
+
+        # -- the volume slider ----------------------------------------------------------------------
+        slider = page.locator("#volume")
+        expect(slider).to_have_attribute("max", "90")
+        expect(slider).to_have_value("70")
+        slider.focus()
+        page.keyboard.press("ArrowLeft")  # one step of 5 %
+        expect(page.locator("[data-status=volume_pct]")).to_have_text("65")
+        assert box.pressed[-1] == ("volume:65", "admin")
+
+        # -- the clock: offered because the box's clock is not set; set from this phone -----------
+        expect(page.locator("#clock-box")).to_be_visible()
+        expect(page.locator("#clock-why")).to_contain_text("has not been set")
+        before = page.evaluate("Date.now()") / 1000
+        page.click("#clock-set")
+        expect(page.locator("#panel-message")).to_contain_text("set to this phone's time")
+        [sent] = box.clock_sets
+        assert abs(sent - before) < 600  # the phone's own time, in seconds
+        assert page.evaluate("window.stillTheSamePage === true")
+        assert not [u for m, u, _ in requests if m == "GET" and u.rstrip("/").endswith("/panel")]
+
+        # -- usage: readable at 390 px, test circles marked, the clock explained in words ---------
+        page.click("nav >> text=Usage")
+        expect(page.locator("#total-sessions")).to_have_text("2")
+        assert fits_the_screen(page)
+        tryout = page.locator("#row-tryout")
+        expect(tryout.locator(".test-badge")).to_be_visible()
+        expect(tryout).to_contain_text("shorter than 10 minutes")
+        for row in page.locator("#sessions tbody tr").all():
+            box_ = row.bounding_box()
+            assert box_["x"] >= 0 and box_["x"] + box_["width"] <= PHONE["width"], box_
+        expect(page.locator("#row-noclock .clock-note")).to_be_visible()
+        expect(page.locator("#row-noclock")).to_contain_text(
+            "date uncertain: the box's clock had not been set when this circle ran")
+        expect(tryout.locator("button", has_text="Delete")).to_be_visible()
+        shot(page, "usage-phone")
+        page.check("#tests")
+        page.click("text=Show")
+        expect(page.locator("#total-sessions")).to_have_text("4")
+
+        # -- deleting a record asks first -------------------------------------------------------------
+        page.locator("#row-tryout button", has_text="Delete").click()
+        expect(page.locator("h1")).to_have_text("Delete this record?")
+        page.click("#confirm-no")
+        expect(page.locator("#row-tryout")).to_be_visible()
+        page.locator("#row-tryout button", has_text="Delete").click()
+        page.click("#confirm-yes")
+        expect(page.locator(".flash.ok")).to_contain_text("Deleted the record")
+        expect(page.locator("#row-tryout")).to_have_count(0)
+        expect(page.locator("#total-sessions")).to_have_text("3")  # still including tests
+        browser.close()

@@ -312,3 +312,58 @@ def test_on_the_box_the_speaker_passes_only_if_the_technician_presses_next(box_d
         assert result.status == PASS and result.detail == "tone and voice heard"
     else:
         assert result.status == FAIL and "not confirmed within 1 s" in result.detail
+
+
+# -- what the runtime would play: the same resolver (issue 11) ----------------------------------------
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLEBOX_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-m", "device.cli", *argv], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_after_a_content_bundle_installs_a_circle_the_doctor_checks_that_circle_and_passes(
+        box_data, tmp_path, clean_kernel_log):
+    """The technician's journey: render a new circle on a laptop, build a content bundle from what
+    render made, install it on a box that has no cache of its own; the doctor checks the circle
+    the runtime would play (current/content), and its sounds, and passes."""
+    laptop = box_data  # a laptop's data folder, with the default circle and the box's prompts rendered
+    text = (laptop / "scripts" / "three-step-circle.yaml").read_text()
+    (laptop / "scripts" / "friday-circle.yaml").write_text(text.replace("script: three-step-circle",
+                                                                          "script: friday-circle", 1))
+    rendered = cli("--data", str(laptop), "render", "friday-circle")
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    keys = tmp_path / "keys"
+    assert cli("bundle", "keygen", "--out", str(keys)).returncode == 0
+    bundle = tmp_path / "content-3.cbx"
+    built = cli("--data", str(laptop), "bundle", "build", "--script", "friday-circle", "--kind", "content",
+                "--version", "3", "--key", str(keys / "circlebox-signing.key"), "--out", str(bundle))
+    assert built.returncode == 0, built.stdout + built.stderr
+    box = tmp_path / "box"
+    applied = cli("bundle", "apply", str(bundle), "--root", str(box), "--pubkey", str(keys / "circlebox-signing.pub"),
+                  "--stay-up", "0")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert not (box / "cache").exists() and not (box / "scripts").exists()
+
+    proc, report = doctor(box, tmp_path, "--kernel-log", str(clean_kernel_log),
+                          config={"session": {"script": "friday-circle"}})
+    assert line(proc, "circle").startswith("[PASS]"), proc.stdout
+    assert "installed by a content bundle (version 3)" in line(proc, "circle")
+    assert line(proc, "system prompts").startswith("[PASS]"), proc.stdout
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["circle"]["data"]["cache"] == str(box / "current" / "content" / "cache")
+
+
+def test_a_fresh_data_folder_is_named_plainly_and_not_created(tmp_path, clean_kernel_log):
+    fresh = tmp_path / "never-run"
+    proc = cli("--data", str(fresh), "doctor", "--simulate", "--button-timeout", "0.5",
+               "--kernel-log", str(clean_kernel_log))
+    assert proc.returncode == 1
+    assert line(proc, "data folder").startswith("[FAIL]")
+    assert "has not been set up or run yet" in line(proc, "data folder")
+    assert "report: not written" in proc.stdout and "has not been set up or run yet" in proc.stdout.splitlines()[-1]
+    assert not fresh.exists()  # neither the clock reading nor the report made it

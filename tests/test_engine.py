@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from device import engine as eng
+from device.actions import ACTIONS, Action, UnknownAction, parse_action
 from device.script import parse_script
 
 SCRIPT = """
@@ -87,7 +90,7 @@ def test_next_starts_the_circle_and_plays_the_first_step():
     h = Harness()
     out = h.press("next")
     assert eng.Play("step:welcome") in out
-    assert h.engine.state == eng.SPEAKING
+    assert h.engine.state == eng.State.SPEAKING
     assert h.logs("session_started")[0]["script"] == "test-circle"
 
 
@@ -95,7 +98,7 @@ def test_say_step_waits_for_next_then_exercise_continues_by_itself():
     h = Harness()
     h.press("next")
     h.at(5).finish_audio()
-    assert h.engine.state == eng.WAITING
+    assert h.engine.state == eng.State.WAITING
     h.at(8).press("next")
     assert h.engine.step.id == "breathe"
     h.at(20).finish_audio()  # exercise has then: continue
@@ -107,21 +110,24 @@ def test_say_step_waits_for_next_then_exercise_continues_by_itself():
 @pytest.mark.parametrize(
     ("setup", "action", "expected_state", "expected_sound"),
     [
-        ("idle", "next", eng.SPEAKING, "step:welcome"),
-        ("idle", "repeat", eng.IDLE, "msg:ready"),
-        ("idle", "help", eng.HELP, "msg:help"),
-        ("speaking", "repeat", eng.SPEAKING, "step:welcome"),
-        ("speaking", "pause", eng.PAUSED, None),
-        ("speaking", "help", eng.HELP, "msg:help"),
-        ("speaking", "next", eng.SPEAKING, "step:breathe"),
-        ("waiting", "repeat", eng.SPEAKING, "step:welcome"),
-        ("turn", "next", eng.IN_ROUND, "bell:soft_bell"),
-        ("turn", "repeat", eng.IN_ROUND, "step:share"),
-        ("turn", "help", eng.HELP, "msg:help"),
-        ("turn", "skip", eng.TIMER, "step:talk"),
-        ("paused", "pause", eng.SPEAKING, None),
-        ("help", "pause", eng.SPEAKING, "step:welcome"),
-        ("finished", "next", eng.IDLE, "msg:finished"),
+        ("idle", "next", eng.State.SPEAKING, "step:welcome"),
+        ("idle", "repeat", eng.State.IDLE, "msg:ready"),
+        ("idle", "help", eng.State.HELP, "msg:help"),
+        ("speaking", "repeat", eng.State.SPEAKING, "step:welcome"),
+        ("speaking", "pause", eng.State.PAUSED, None),
+        ("speaking", "help", eng.State.HELP, "msg:help"),
+        ("speaking", "next", eng.State.SPEAKING, "step:breathe"),
+        ("waiting", "repeat", eng.State.SPEAKING, "step:welcome"),
+        ("turn", "next", eng.State.IN_ROUND, "bell:soft_bell"),
+        ("turn", "repeat", eng.State.IN_ROUND, "step:share"),
+        ("turn", "help", eng.State.HELP, "msg:help"),
+        ("turn", "skip", eng.State.TIMER, "step:talk"),
+        ("paused", "pause", eng.State.SPEAKING, None),
+        ("help", "pause", eng.State.SPEAKING, "step:welcome"),
+        ("help", "help", eng.State.SPEAKING, "step:welcome"),
+        ("help", "next", eng.State.SPEAKING, "step:welcome"),
+        ("paused", "next", eng.State.SPEAKING, None),
+        ("finished", "next", eng.State.IDLE, "msg:finished"),
     ],
 )
 def test_every_button_works_in_every_state(setup, action, expected_state, expected_sound):
@@ -193,7 +199,7 @@ def test_round_turns_end_by_button_and_the_round_ends_after_count():
             h.at(h.t + 2).finish_audio()
     assert [e["reason"] for e in h.logs("turn_ended")] == ["button"] * 3
     assert h.logs("round_ended")[-1]["reason"] == "count"
-    assert h.engine.state == eng.WAITING
+    assert h.engine.state == eng.State.WAITING
 
 
 def test_without_listening_time_limits_only_show_on_the_led_and_never_speak():
@@ -268,7 +274,7 @@ def test_timer_warns_and_ends_with_bells():
     h.at(301)
     assert h.engine.playing == "bell:end_bell"
     h.at(304).finish_audio()
-    assert h.engine.state == eng.WAITING
+    assert h.engine.state == eng.State.WAITING
 
 
 def test_bell_step_rings_count_times_and_the_session_finishes():
@@ -278,7 +284,7 @@ def test_bell_step_rings_count_times_and_the_session_finishes():
     h.at(4).finish_audio()
     assert h.played().count("bell:soft_bell") == 2
     assert h.logs("session_finished") == [{"completed": True, "duration_s": 4.0}]
-    assert h.engine.state == eng.FINISHED
+    assert h.engine.state == eng.State.FINISHED
 
 
 def test_long_press_repeat_goes_back_a_step():
@@ -306,7 +312,7 @@ def test_explain_mode_says_what_buttons_do_instead_of_doing_it():
     assert h.engine.session_start is None  # NEXT did not start the circle
     h.press("explain")  # off again
     h.press("next")
-    assert h.engine.state == eng.SPEAKING
+    assert h.engine.state == eng.State.SPEAKING
 
 
 def test_unknown_actions_and_steps_are_ignored_with_a_reason():
@@ -315,7 +321,7 @@ def test_unknown_actions_and_steps_are_ignored_with_a_reason():
     h.press("goto:nowhere")
     why = [e["why"] for e in h.logs("ignored")]
     assert "unknown action 'dance'" in why[0] and "no step 'nowhere'" in why[1]
-    assert h.engine.state == eng.IDLE
+    assert h.engine.state == eng.State.IDLE
 
 
 def test_stale_audio_finished_is_ignored():
@@ -335,16 +341,16 @@ def test_announcements_only_when_no_circle_is_running_unless_urgent():
     h.at(3).finish_audio()
     h.at(4).press("next")
     out = h._feed(eng.Announce(("sys:setup_code",)), 5)
-    assert eng.Play("sys:setup_code") not in out and h.engine.state == eng.SPEAKING
+    assert eng.Play("sys:setup_code") not in out and h.engine.state == eng.State.SPEAKING
     out = h._feed(eng.Announce(("sys:update_keep_power",), urgent=True), 6)
-    assert eng.Play("sys:update_keep_power") in out and h.engine.state == eng.PAUSED
+    assert eng.Play("sys:update_keep_power") in out and h.engine.state == eng.State.PAUSED
 
 
 def test_setup_code_chord_is_logged_not_acted_on_by_the_engine():
     h = Harness()
     h.press("setup_code")
     assert h.logs("setup_code_requested") == [{"running": False}]
-    assert h.engine.state == eng.IDLE
+    assert h.engine.state == eng.State.IDLE
 
 
 ON_SILENCE = SCRIPT.replace(
@@ -369,7 +375,7 @@ def test_advance_on_silence_without_listening_waits_for_a_button():
     h.press("next")
     h.at(3).finish_audio()
     h.at(300)
-    assert h.engine.step.id == "welcome" and h.engine.state == eng.WAITING
+    assert h.engine.step.id == "welcome" and h.engine.state == eng.State.WAITING
 
 
 def test_an_exercise_cannot_be_advanced_by_listening():
@@ -390,3 +396,177 @@ def test_turn_silence_counts_from_the_real_end_of_speech_not_the_late_report():
     assert h.logs("turn_ended") == []
     h.at(13.1)
     assert h.logs("turn_ended")[0]["reason"] == "silence"
+
+
+# -- buttons while the circle is held (PAUSE, HELP) and explain mode ------------------------------
+
+
+def test_help_again_leaves_help_and_the_circle_carries_on():
+    h = Harness()
+    h.press("next")
+    h.at(2).press("help")
+    out = h.at(30).press("help")
+    assert h.engine.state == eng.State.SPEAKING and h.engine.led == "speaking"
+    assert eng.SetHelpLed(False) in out
+    assert [c.sound for c in out if isinstance(c, eng.Play)] == ["step:welcome"]  # not the help message again
+    assert len(h.logs("help")) == 1 and h.logs("resumed")
+
+
+def _into(setup: str) -> Harness:
+    """A circle at `setup`: speaking, waiting for NEXT, in a round's first turn, or in a timer."""
+    h = Harness()
+    if setup in ("speaking", "waiting"):
+        h.press("next")
+        if setup == "waiting":
+            h.at(3).finish_audio()
+    elif setup == "turn":
+        h.press("goto:share")
+        h.at(3).finish_audio()
+    elif setup == "timer":
+        h.press("goto:talk")
+    return h
+
+
+@pytest.mark.parametrize("hold", ["help", "pause"])
+@pytest.mark.parametrize("setup", ["speaking", "waiting", "turn", "timer"])
+def test_next_out_of_help_or_pause_resumes_and_never_ends_the_step(hold, setup):
+    h = _into(setup)
+    state, step, turn = h.engine.state, h.engine.step.id, h.engine.turn
+    h.at(h.t + 2).press(hold)
+    h.at(h.t + 20).press("next")
+    assert (h.engine.state, h.engine.step.id, h.engine.turn) == (state, step, turn)
+    assert h.logs("step_finished") == [] and h.logs("turn_ended") == []
+    assert h.engine.led == eng.LED_FOR_STATE[state]
+
+
+def test_repeat_out_of_help_carries_on_and_says_the_instruction_again():
+    h = _into("turn")
+    h.at(10).press("help")
+    out = h.at(40).press("repeat")
+    assert eng.Play("step:share") in out and eng.SetHelpLed(False) in out
+    assert h.engine.state == eng.State.IN_ROUND and h.engine.turn == 1  # the same person carries on
+    assert h.logs("step_finished") == [] and h.logs("turn_ended") == []
+
+
+def test_leaving_explain_mode_says_so_and_the_running_circle_carries_on():
+    h = Harness()
+    h.press("next")
+    h.at(2).press("explain")
+    h.at(5).press("next")  # explained, not done
+    out = h.at(8).press("explain")
+    assert h.engine.state == eng.State.SPEAKING
+    assert [c.sound for c in out if isinstance(c, eng.Play)] == ["msg:resumed"]
+    h.at(9).finish_audio()
+    assert h.engine.playing == "step:welcome"  # the interrupted instruction, from its start
+    h.at(15).finish_audio()
+    assert h.engine.state == eng.State.WAITING and h.logs("step_finished") == []
+
+
+def test_leaving_explain_mode_in_a_turn_keeps_the_turn_and_its_clock():
+    h = _into("turn")
+    h.at(10).press("explain")
+    h.at(300).press("repeat")
+    h.at(310).press("explain")
+    assert h.engine.state == eng.State.IN_ROUND and h.engine.turn == 1
+    assert h.engine.playing == "msg:resumed"
+    assert h.engine.countdown(310)["elapsed_s"] == 7.0  # 7 s of turn before explain; none during
+
+
+def test_leaving_explain_mode_while_idle_stays_idle_and_says_the_box_is_ready():
+    h = Harness()
+    h.press("explain")
+    out = h.at(20).press("explain")
+    assert h.engine.state == eng.State.IDLE and h.engine.led == "idle"
+    assert [c.sound for c in out if isinstance(c, eng.Play)] == ["msg:ready"]
+    h.at(25).finish_audio()
+    h.press("next")
+    assert h.engine.state == eng.State.SPEAKING and h.engine.step.id == "welcome"
+
+
+def test_explain_mode_from_a_pause_goes_back_to_the_pause():
+    h = Harness()
+    h.press("next")
+    h.at(2).press("pause")
+    h.at(3).press("explain")
+    h.at(9).press("explain")
+    assert h.engine.state == eng.State.PAUSED and h.engine.playing is None
+    out = h.at(12).press("pause")
+    assert h.engine.state == eng.State.SPEAKING and eng.Play("step:welcome") in out
+
+
+# -- volume:<percent> (the admin page's slider) ---------------------------------------------------
+
+
+def test_volume_action_parses_round_trips_and_explains_bad_values():
+    assert parse_action(" volume:35 ") == Action("volume", percent=35)
+    for text in ("volume:0", "volume:35", "volume:100", "goto:share", "next"):
+        assert parse_action(text).text == text
+    with pytest.raises(UnknownAction, match="like volume:35"):
+        parse_action("volume:")
+    for bad in ("volume:abc", "volume:101", "volume:-5", "volume:3.5", "volume:35%"):
+        with pytest.raises(UnknownAction, match=r"whole number from 0 to 100"):
+            parse_action(bad)
+    with pytest.raises(UnknownAction, match=r"volume:<percent>"):
+        parse_action("volume")
+
+
+def test_volume_action_sets_the_level_up_to_the_cap():
+    h = Harness()
+    out = h.press("volume:35")
+    assert eng.SetVolume(0.35) in out and h.logs("volume") == [{"level": 0.35}]
+    assert h.engine.status()["volume"] == 0.35
+    out = h.press("volume:100")
+    assert eng.SetVolume(0.9) in out  # volume_cap
+    out = h.press("volume:0")
+    assert eng.SetVolume(0.0) in out  # the slider may go silent; the buttons never do
+    h.press("volume_down")
+    assert h.engine.volume == 0.1
+
+
+def test_volume_action_still_works_in_explain_mode():
+    h = Harness()
+    h.press("explain")
+    out = h.press("volume:50")
+    assert eng.SetVolume(0.5) in out and h.logs("explained") == []
+
+
+# -- the panel's countdown, and the shape of the engine ------------------------------------------
+
+
+def test_countdown_of_a_turn_counts_active_time_only():
+    h = Harness()
+    h.press("goto:share")
+    assert h.engine.countdown(1) is None  # the round's prompt: no turn yet
+    h.at(3).finish_audio()  # turn 1 from t=3; max_s 90, warn_s 60
+    assert h.engine.countdown(23) == {"kind": "turn", "turn": 1, "elapsed_s": 20.0, "limit_s": 90.0,
+                                      "remaining_s": 70.0, "warn_s": 60.0, "paused": False}
+    h.at(23).press("pause")
+    assert h.engine.countdown(500)["elapsed_s"] == 20.0 and h.engine.countdown(500)["paused"]
+    h.at(600).press("pause")
+    assert h.engine.countdown(610)["elapsed_s"] == 30.0
+    assert h.engine.countdown(800)["remaining_s"] == 0.0
+    h.at(610).press("next")  # turn 2 after the bell
+    h.finish_audio()
+    assert h.engine.countdown(615)["turn"] == 2 and h.engine.countdown(615)["elapsed_s"] == 5.0
+
+
+def test_countdown_of_a_timer_and_none_otherwise():
+    h = Harness()
+    assert h.engine.countdown(0) is None
+    h.press("goto:talk")
+    h.at(100).press("help")
+    countdown = h.engine.countdown(400)
+    assert countdown == {"kind": "timer", "elapsed_s": 100.0, "limit_s": 300.0, "remaining_s": 200.0,
+                         "paused": True}
+    h.at(400).press("help")
+    assert h.engine.countdown(450)["elapsed_s"] == 150.0
+    h.at(1000).finish_audio()  # the end bell: waiting for NEXT
+    assert h.engine.state == eng.State.WAITING and h.engine.countdown(1000) is None
+
+
+def test_every_action_has_its_handler_and_states_keep_their_names():
+    engine = Harness().engine
+    assert set(engine.actions) == {*ACTIONS, "goto", "volume"}
+    assert eng.State.IN_ROUND == "in_round"
+    engine.handle(eng.Press("next"), 0)
+    assert json.loads(json.dumps(engine.status()))["state"] == "speaking"

@@ -13,7 +13,15 @@ from fuzzing import fuzz_settings
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from device.config import ADMIN_CONFIG_NAME, Config, ConfigError, load_config, package_defaults
+from device.config import (
+    ADMIN_CONFIG_NAME,
+    Config,
+    ConfigError,
+    load_config,
+    package_defaults,
+    validate_admin_layer,
+)
+from device.usage import DHIS2_MEASURES
 
 FUZZ = fuzz_settings(60)
 DEFAULTS = package_defaults()
@@ -136,3 +144,28 @@ def test_a_valid_layer_still_loads(tmp_path):
     layer = copy.deepcopy({"audio": {"volume": 0.4}})
     config = load(layer, None, {}, None)
     assert config is not None and config.audio.volume == 0.4
+
+
+# -- maps of the user's own keys: saved again and again, each save is what the box then has -------
+
+uids = st.from_regex(r"\A[A-Za-z][A-Za-z0-9]{10}\Z")
+element_maps = st.dictionaries(st.sampled_from(sorted(DHIS2_MEASURES)), uids, max_size=4)
+phrase_maps = st.dictionaries(
+    st.lists(st.sampled_from(["please", "move", "on", "next", "step", "again", "say"]), min_size=2,
+             max_size=3).map(" ".join),
+    st.sampled_from(["next", "repeat", "pause", "help"]), min_size=1, max_size=4)
+
+
+@FUZZ
+@given(st.lists(st.tuples(element_maps, phrase_maps), min_size=1, max_size=4))
+def test_saving_maps_again_and_again_keeps_the_last(saves):
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config(etc_path=None, environ={}, overrides={"paths": {"data_dir": tmp}})
+        for elements, phrases in saves:
+            layer = {"dhis2": {"data_elements": elements},
+                     "listening": {"commands": {"phrases": phrases}}}
+            config = validate_admin_layer(config, layer, "admin page")
+            assert config.dhis2.data_elements == elements
+            assert config.listening.commands.phrases == phrases
+            # the same, for a Config known only by its values (no layers behind it)
+            config = Config.model_validate(config.model_dump())

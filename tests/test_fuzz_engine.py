@@ -15,7 +15,7 @@ from device.script import packaged_scripts_dir, parse_script
 
 SCRIPT = parse_script((packaged_scripts_dir() / "three-step-circle.yaml").read_text(encoding="utf-8"),
                       "three-step-circle.yaml").script
-PRESSES = [*sorted(a for a in ACTIONS if a != "goto"), "goto:share", "goto:close", "goto:nope"]
+PRESSES = [*sorted(ACTIONS), "goto:share", "goto:close", "goto:nope", "volume:35", "volume:0"]
 FUZZ = fuzz_settings(300)
 
 events = st.one_of(
@@ -54,6 +54,8 @@ def run(sequence, listening: bool) -> list[tuple[str, dict]]:
             feed(eng.SpeechEnded(t, value))
         elif kind == "listening":
             feed(eng.ListeningChanged(value))
+        elif kind == "look":  # a test's own check at this point: value(engine, log so far)
+            value(engine, log)
     return log
 
 
@@ -74,6 +76,25 @@ def check_books(log: list[tuple[str, dict]]) -> None:
 @given(st.lists(events, max_size=60), st.booleans())
 def test_sessions_open_and_close_exactly_once(sequence, listening):
     check_books(run(sequence, listening))
+
+
+@FUZZ
+@given(st.lists(events, max_size=40), st.booleans(), st.sampled_from(["help", "pause"]))
+def test_next_out_of_help_or_pause_carries_on_and_never_ends_a_step(sequence, listening, hold):
+    before: dict = {}
+
+    def remember(engine: eng.Engine, log: list) -> None:
+        before.update(where=(engine.state, engine.step_index, engine.turn), logged=len(log))
+
+    def compare(engine: eng.Engine, log: list) -> None:
+        if before["where"][0] not in (eng.State.SPEAKING, eng.State.WAITING, eng.State.IN_ROUND, eng.State.TIMER):
+            return
+        assert (engine.state, engine.step_index, engine.turn) == before["where"]
+        ended = [e for e, _ in log[before["logged"]:] if e in ("step_finished", "turn_ended", "round_ended")]
+        assert ended == []
+
+    run([*sequence, ("look", remember), ("press", hold), ("wait", 30.0), ("press", "next"), ("look", compare)],
+        listening)
 
 
 def test_stop_during_help_after_the_circle_ended_does_not_end_it_twice():

@@ -10,6 +10,7 @@ from device.config import load_config
 from device.listening import (
     DEFAULT_PHRASES,
     ListeningConfigError,
+    ListeningSettings,
     build_listener,
     listening_settings,
 )
@@ -45,7 +46,7 @@ def test_phrases_are_normalised_and_actions_checked():
     )
     assert s.commands.phrases == {"next step": "next", "go to share": "goto:share"}
     with pytest.raises(
-        ListeningConfigError, match=r"listening\.commands\.phrases\.jump: .*unknown action"
+        ListeningConfigError, match=r"listening\.commands\.phrases: 'jump': unknown action 'leap'"
     ):
         listening_settings({"commands": {"phrases": {"jump": "leap"}}})
     with pytest.raises(
@@ -98,3 +99,21 @@ def test_commands_off_reasons(tmp_path):
     assert missing[0].commands is None and "not found" in missing[1]
     # pacing works in every case
     assert all(listener is not None for listener, _ in (off, small, board, nolang, missing))
+
+
+def test_the_config_holds_the_listening_model_itself():
+    config = load_config(etc_path=None, admin_path=Path("/nonexistent"), environ={})
+    assert isinstance(config.listening, ListeningSettings)
+    assert listening_settings(config.listening) is config.listening  # callers may pass either
+    assert listening_settings({}) == config.listening  # a bare mapping is filled from the defaults
+
+
+def test_one_word_phrases_are_refused_unless_the_language_has_them_built_in():
+    with pytest.raises(ListeningConfigError, match=r"listening\.commands\.phrases: 'next': use two words"):
+        listening_settings({"commands": {"phrases": {"next": "next"}}})
+    korean = {"commands": {"language": "ko", "phrases": {"도와줘": "help", "다음 순서": "next"}}}
+    assert listening_settings(korean).commands.phrases["도와줘"] == "help"  # measured, built in
+
+
+def test_a_language_without_built_in_phrases_is_not_an_error():
+    assert listening_settings({"commands": {"language": "sw"}}).commands.phrases == {}

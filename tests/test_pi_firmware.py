@@ -207,6 +207,29 @@ def test_hotspot_template():
     assert nm["keyfile"]["path"] == str(Firstboot(Path("/var/lib/circlebox")).network_dir)
 
 
+def hotspot_address() -> str:
+    """The box's own address on its hotspot, from the profile NetworkManager gets."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string((FW / "network" / "circlebox-hotspot.nmconnection").read_text())
+    return parser["ipv4"]["address1"].split("/")[0]
+
+
+def test_docs_give_the_hotspot_address_and_the_admin_port():
+    """Every http://<IPv4 address> a person is told to open is the hotspot's own address on the
+    admin page's port (the docs once said 192.168.4.1; the hotspot is 10.42.0.1)."""
+    port = yaml.safe_load((REPO / "device" / "defaults.yaml").read_text())["admin"]["port"]
+    texts = [*REPO.glob("*.md"), *(REPO / "docs").rglob("*.md"), *FW.rglob("*.md"),
+             FW / "network" / "circlebox-hotspot.nmconnection"]
+    found = {}
+    for path in texts:
+        for url in re.findall(r"https?://\d+\.\d+\.\d+\.\d+(?::\d+)?", path.read_text()):
+            found.setdefault(url, []).append(str(path.relative_to(REPO)))
+    assert f"http://{hotspot_address()}:{port}" in found  # the check below would pass on nothing
+    wrong = {url: where for url, where in found.items()
+             if url not in (f"http://{hotspot_address()}:{port}", f"http://127.0.0.1:{port}")}
+    assert not wrong, f"addresses that are not the hotspot's ({hotspot_address()}:{port}): {wrong}"
+
+
 def test_journald_is_volatile():
     parser = configparser.ConfigParser()
     parser.read_string((FW / "journald.conf.d" / "circlebox.conf").read_text())

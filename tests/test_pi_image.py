@@ -16,6 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from device.update.keys import (
+    DEFAULT_KEYS_DIR,
+    generate_keypair,
+    key_id,
+    load_private_key,
+    load_public_key,
+    load_trusted_keys,
+    sign_manifest,
+    verify_signature,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "image_build.sh"
 ENV = {**os.environ, "CIRCLEBOX_IMAGE_NO_RENDER": "1"}
@@ -40,9 +51,20 @@ def vosk_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory, vosk_model) -> Path:
+def programme_keys(tmp_path_factory) -> list[tuple[Path, Path]]:
+    """Two key pairs as `circlebox bundle keygen` makes them: the programme's and its backup."""
+    folder = tmp_path_factory.mktemp("keys")
+    return [generate_keypair(folder, "circlebox-signing"), generate_keypair(folder, "backup-2026")]
+
+
+def pubkey_args(keys: list[tuple[Path, Path]]) -> list[str]:
+    return [arg for _, pub in keys for arg in ("--pubkey", str(pub))]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, vosk_model, programme_keys) -> Path:
     out = tmp_path_factory.mktemp("image") / "root"
-    proc = run("--tree-only", str(out), "--with-vosk", str(vosk_model))
+    proc = run("--tree-only", str(out), "--with-vosk", str(vosk_model), *pubkey_args(programme_keys))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "check: PASS" in proc.stdout
     return out
@@ -74,6 +96,20 @@ def test_tree_has_the_pieces(tree):
     assert "rendered=skipped" in manifest
     assert (tree / "var/lib/circlebox/models/vosk/vosk-model-small-test/am/final.mdl").is_file()
     assert not list((tree / "var/lib/circlebox").rglob("secrets"))
+
+
+def test_tree_trusts_the_programme_keys(tree, programme_keys):
+    """Every --pubkey lands where the updater reads its keys, 0644, and a manifest signed with
+    either private key is accepted by the keys the box would load (no U04)."""
+    folder = tree / DEFAULT_KEYS_DIR.relative_to("/")
+    assert sorted(p.name for p in folder.iterdir()) == ["backup-2026.pub", "circlebox-signing.pub"]
+    assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in folder.iterdir())
+    assert oct(folder.stat().st_mode & 0o777) == "0o755"
+    trusted = load_trusted_keys(folder)
+    for private, public in programme_keys:
+        manifest = b'{"kind": "content", "version": 1}'
+        signed_by = verify_signature(manifest, sign_manifest(manifest, load_private_key(private)), trusted)
+        assert signed_by == key_id(load_public_key(public))
 
 
 def test_installed_app_runs_from_the_tree(tree, tmp_path):
@@ -175,6 +211,16 @@ BREAKAGES = {
         "vosk model vosk-model-small-test incomplete"),
     "manifest missing": (
         unlink("usr/share/circlebox/image-manifest.txt"), "manifest"),
+    "no update key": (
+        lambda root: shutil.rmtree(root / DEFAULT_KEYS_DIR.relative_to("/")),
+        f"no update signing key in {DEFAULT_KEYS_DIR} (*.pub): the box would refuse every update "
+        "(U04); build the image with --pubkey FILE"),
+    "update key is not a key": (
+        write(f"{DEFAULT_KEYS_DIR.relative_to('/')}/circlebox-signing.pub", "hello\n", 0o644),
+        "circlebox-signing.pub is not an Ed25519 public key"),
+    "update key not readable by the updater's user": (
+        chmod(f"{DEFAULT_KEYS_DIR.relative_to('/')}/backup-2026.pub", 0o600),
+        "mode 0o600 != 0644: /etc/circlebox/keys/backup-2026.pub"),
 }
 
 
@@ -195,11 +241,11 @@ def test_check_lists_every_problem(copy):
     assert "not enabled: circlebox.service" in out and "secret in the image" in out
 
 
-def test_full_build_refuses_without_pinned_checksum(tmp_path):
+def test_full_build_refuses_without_pinned_checksum(tmp_path, programme_keys):
     """The real base-image sha256 cannot be fetched here; the full build must refuse to run
     until image/versions.env has it (and the wheel hashes)."""
     versions = (REPO / "image/versions.env").read_text()
-    proc = run("--image", str(tmp_path / "circlebox.img"))
+    proc = run("--image", str(tmp_path / "circlebox.img"), *pubkey_args(programme_keys))
     assert proc.returncode != 0
     assert not (tmp_path / "circlebox.img").exists()
     if "RPI_OS_SHA256=FILL-ME" in versions:
@@ -213,8 +259,8 @@ def test_tree_only_refuses_a_non_empty_directory(tmp_path):
     assert proc.returncode != 0 and "not empty" in proc.stderr
 
 
-def test_unknown_build_is_refused(tmp_path):
-    proc = run("--tree-only", str(tmp_path / "out"), "--build", "no-such-build")
+def test_unknown_build_is_refused(tmp_path, programme_keys):
+    proc = run("--tree-only", str(tmp_path / "out"), "--build", "no-such-build", *pubkey_args(programme_keys))
     assert proc.returncode != 0 and "unknown build" in proc.stderr
 
 
@@ -274,10 +320,10 @@ def test_full_build_partitioning_on_a_small_fake_image(tmp_path):
 
 
 @pytest.mark.slow
-def test_tree_with_rendered_prompts(tmp_path):
+def test_tree_with_rendered_prompts(tmp_path, programme_keys):
     """The real thing with rendering (about 2 minutes): prompts land in the data partition."""
     out = tmp_path / "root"
-    proc = run("--tree-only", str(out), env={k: v for k, v in ENV.items()
+    proc = run("--tree-only", str(out), *pubkey_args(programme_keys), env={k: v for k, v in ENV.items()
                                              if k != "CIRCLEBOX_IMAGE_NO_RENDER"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rendered=yes" in (out / "usr/share/circlebox/image-manifest.txt").read_text()

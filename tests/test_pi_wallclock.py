@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from device.wallclock import WallClock
+import pytest
+
+from device.wallclock import ClockSetRefused, WallClock
 
 BUILD = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 DAY = 86400.0
@@ -18,6 +20,7 @@ class Sources:
         self.system = system
         self.mono = 1000.0
         self.synced = synced
+        self.boot = "boot-1"
 
     def advance(self, seconds: float) -> None:
         self.system += seconds
@@ -29,6 +32,7 @@ class Sources:
             system_time=lambda: self.system,
             monotonic=lambda: self.mono,
             synced=lambda: self.synced,
+            boot_id=lambda: self.boot,
             build_epoch=BUILD,
             **kw,
         )
@@ -141,3 +145,68 @@ def test_monotonic_is_the_injected_source(tmp_path):
     src.system -= DAY  # wall clock jumps: durations do not care
     src.mono += 7
     assert clock.monotonic() - start == 7
+
+
+# -- setting the time from a phone (the live panel's "set the box clock" button)
+
+
+def test_a_set_time_is_followed_and_trusted_until_ntp_arrives(tmp_path):
+    path = tmp_path / "clock.json"
+    src = Sources(BUILD - 300 * DAY, synced=False)  # booted at an old fake-hwclock time
+    clock = src.clock(path)
+    assert not clock.read().trusted
+    phone = BUILD + 40 * DAY + 0.5
+    reading = clock.set_now(phone, "admin panel")
+    assert reading.trusted and reading.time.timestamp() == phone
+    assert stored(path) == phone  # written at once, not at the next minute
+    src.advance(90)
+    later = clock.read()
+    assert later.trusted and later.time.timestamp() == phone + 90 and later.reason == ""
+
+    # The runtime restarts in the same boot: the set time still holds.
+    src.advance(10)
+    again = src.clock(path).read()
+    assert again.trusted and again.time.timestamp() == phone + 100
+
+    # NTP synchronises: the system clock is right now, and wins.
+    src.system = BUILD + 41 * DAY
+    src.synced = True
+    assert clock.read().time.timestamp() == BUILD + 41 * DAY and clock.read().trusted
+
+
+def test_a_set_time_does_not_survive_a_reboot(tmp_path):
+    path = tmp_path / "clock.json"
+    src = Sources(BUILD + DAY, synced=False)
+    phone = BUILD + 40 * DAY
+    src.clock(path).set_now(phone, "admin panel")
+    src.boot, src.mono = "boot-2", 3.0  # power cut: the monotonic clock starts again
+    reading = src.clock(path).read()
+    assert not reading.trusted  # nobody knows how long the box was off
+    assert reading.time.timestamp() >= phone  # ...but it never goes below what was handed out
+
+
+def test_a_set_may_move_time_back_and_the_mark_restarts_there(tmp_path):
+    path = tmp_path / "clock.json"
+    src = Sources(BUILD + 90 * DAY, synced=False)  # a clock that booted far ahead
+    clock = src.clock(path)
+    clock.checkpoint()
+    assert stored(path) == BUILD + 90 * DAY
+    phone = BUILD + 10 * DAY
+    clock.set_now(phone, "admin panel")
+    assert stored(path) == phone  # the old guess no longer pins the time
+    src.advance(5)
+    assert clock.read().time.timestamp() == phone + 5
+    # After a reboot without a set, the mark carries on from the phone's time, not the guess.
+    src.boot, src.mono, src.system = "boot-2", 3.0, BUILD - DAY
+    assert src.clock(path).read().time.timestamp() == phone  # the mark saved by the set
+
+
+def test_an_impossible_time_is_refused_and_changes_nothing(tmp_path):
+    path = tmp_path / "clock.json"
+    src = Sources(BUILD + DAY)
+    clock = src.clock(path)
+    clock.checkpoint()
+    for bad in (BUILD - DAY, float("nan"), float("inf"), "soon"):
+        with pytest.raises(ClockSetRefused):
+            clock.set_now(bad, "admin panel")
+    assert stored(path) == BUILD + DAY and "set" not in json.loads(path.read_text())

@@ -135,6 +135,12 @@ def test_build_refuses_symlinks_in_the_source(tmp_path, keypair, capsys):
     assert not (tmp_path / "x.cbx").exists()
 
 
+def load_script_text(text):
+    from device.script import parse_script
+
+    return parse_script(text, "older")
+
+
 def fake_render(script_path, cache, text_override=None):
     """A prompt set as audio/render.py writes it (sets/<id>.json + prompts/<key>.wav)."""
     loaded = load_script(script_path)
@@ -146,9 +152,11 @@ def fake_render(script_path, cache, text_override=None):
         wav.write_bytes(b"RIFF" + key.encode())
         entries[pid] = {"key": key, "file": f"prompts/{key}.wav", "duration_s": 1.0}
     text = text_override if text_override is not None else loaded.text
+    other = None if text_override is None else load_script_text(text_override)
     meta = {
         "script": loaded.script.script,
         "script_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "prompts_sha256": (other or loaded).script.fingerprint(),
     }
     (cache / "sets").mkdir(parents=True, exist_ok=True)
     (cache / "sets" / f"{loaded.script.script}.json").write_text(json.dumps({"meta": meta, "prompts": entries}))
@@ -216,7 +224,9 @@ def test_build_from_script_and_its_rendered_prompts(tmp_path, keypair):
 def test_build_refuses_a_stale_render(tmp_path, keypair, capsys):
     priv, _ = keypair
     script = packaged_scripts_dir() / "three-step-circle.yaml"
-    fake_render(script, tmp_path / "cache", text_override="an older text")
+    older = script.read_text().replace("Welcome", "Hello", 1)
+    assert older != script.read_text()
+    fake_render(script, tmp_path / "cache", text_override=older)
     assert (
         main(
             [
@@ -239,3 +249,28 @@ def test_build_refuses_a_stale_render(tmp_path, keypair, capsys):
         == 2
     )
     assert "render again" in capsys.readouterr().err
+
+
+def test_build_finds_a_circle_by_id_where_render_puts_it_and_says_where_it_looked(tmp_path, keypair, capsys):
+    """`bundle build --script ID` looks where `circlebox render ID` writes (the data folder's
+    cache), with no --cache; when nothing was rendered the error names that place and the fix."""
+    from device.datafolder import DataFolder
+
+    priv, _ = keypair
+    data = DataFolder(tmp_path / "laptop")
+    data.scripts.mkdir(parents=True)
+    text = (packaged_scripts_dir() / "three-step-circle.yaml").read_text()
+    script = data.script("friday-circle")
+    script.write_text(text.replace("script: three-step-circle", "script: friday-circle", 1))
+    argv = ["--data", str(data.root), "bundle", "build", "--key", str(priv), "--kind", "content", "--version", "2",
+            "--script", "friday-circle", "--out", str(tmp_path / "c.cbx")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"no rendered prompt set for 'friday-circle' in {data.cache}" in err
+    assert "circlebox render friday-circle" in err
+    _loaded, entries = fake_render(script, data.cache)
+    assert main(argv) == 0, capsys.readouterr().err
+    with tarfile.open(tmp_path / "c.cbx") as tar:
+        paths = {e.path for e in parse_manifest(tar.extractfile("manifest.json").read()).files}
+    assert paths == {"scripts/friday-circle.yaml", "cache/sets/friday-circle.json",
+                     *(f"cache/{e['file']}" for e in entries.values())}

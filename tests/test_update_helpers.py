@@ -128,7 +128,7 @@ def header(manifest: dict | bytes, keys: Keys | None) -> list:
     return out
 
 
-def raw_bundle(path: Path, members: list, fmt: int = tarfile.GNU_FORMAT) -> Path:
+def raw_bundle(path: Path, members: list, fmt: int = tarfile.USTAR_FORMAT) -> Path:
     """A tar written member by member, exactly as given (for hostile bundles)."""
     with tarfile.open(path, "w", format=fmt) as tar:
         for info, data in members:

@@ -91,12 +91,12 @@ def test_refused_bundle_is_reported_with_its_code(setup):
 
 def test_export_not_marked_when_the_stick_lies(setup, monkeypatch):
     _keys, box, stick, _tmp = setup
-    real_write = field_export.atomic_write_bytes
+    real_write = field_export.write_file_at
 
-    def lying_write(path, data, mode=0o644):  # the stick silently drops the last byte
-        real_write(path, data[:-1] if path.suffix == ".csv" else data, mode)
+    def lying_write(parent_fd, name, data, mode=0o644):  # the stick silently drops the last byte
+        real_write(parent_fd, name, data[:-1] if name.endswith(".csv") else data, mode)
 
-    monkeypatch.setattr(field_export, "atomic_write_bytes", lying_write)
+    monkeypatch.setattr(field_export, "write_file_at", lying_write)
     usage = FakeUsage()
     report = import_from_stick(stick, box, "box7", usage)
     assert usage.marked == []
@@ -134,6 +134,8 @@ def test_real_usage_store_is_marked_after_verified_copy(setup):
             "started_at": "2026-11-20T10:00:00+00:00",
             "steps_planned": 3,
             "core_planned": 2,
+            "duration_s": 1800.0,  # a circle held: a shorter one is a test run, not exported
+            "core_delivered": 2,
         }
     )
     assert len(store.sessions(unexported_only=True)) == 1
@@ -224,7 +226,12 @@ def test_usb_import_command_wiring(tmp_path, monkeypatch, capsys):
     """`circlebox usb-import STICK --data DIR`: config, box id, usage store, report; only the
     systemd seams are swapped for fakes."""
     from device.cli import main
-    from device.update import factory
+    from device.update import asuser, factory
+
+    # The export runs as the runtime's user on a box (tests/test_update_privilege.py drops for
+    # real); this machine has no `circlebox` user, so here it runs inline as the test's user.
+    monkeypatch.setattr(asuser, "RUNTIME_USER", "root")
+    monkeypatch.setattr(asuser, "run_as", lambda uid, gid, work: work())
 
     keys = Keys()
     data = tmp_path / "data"
@@ -241,6 +248,8 @@ def test_usb_import_command_wiring(tmp_path, monkeypatch, capsys):
             "started_at": "2026-11-20T10:00:00+00:00",
             "steps_planned": 3,
             "core_planned": 2,
+            "duration_s": 1800.0,  # a circle held: a shorter one is a test run, not exported
+            "core_delivered": 2,
         }
     )
     stick = tmp_path / "stick"

@@ -11,6 +11,10 @@ command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"  # image_build.sh lint test
 [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need="$need fdisk"  # image partition test
+# recordings of real people reading (the listening tests' and bench's rooms): BSD-2 / public
+# domain (pocketsphinx test data, a LibriVox reader) and LGPL-2.1 (codec2's speech samples)
+[ -d /usr/share/pocketsphinx/test/data/librivox ] || need="$need pocketsphinx-testdata"
+[ -d /usr/share/codec2/raw ] || need="$need codec2-examples"
 [ -z "$need" ] && exit 0
 echo "installing Debian packages:$need"
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_HOST = "0.0.0.0"
-DEFAULT_PORT = 8080
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     admin = sub.add_parser("admin", help="serve the local admin page (its own service)")
     admin.add_argument(
-        "--host", help=f"address to listen on (default: admin.host or {DEFAULT_HOST})"
+        "--host", help="address to listen on (default: the config's admin.host)"
     )
-    admin.add_argument("--port", type=int, help=f"port (default: admin.port or {DEFAULT_PORT})")
+    admin.add_argument("--port", type=int, help="port (default: the config's admin.port)")
     admin.add_argument("--threads", type=int, default=4, help="request threads (default 4)")
     admin.set_defaults(handler=run_admin)
 
@@ -29,9 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _listen_address(args: argparse.Namespace, config) -> tuple[str, int]:
     from device.errors import UserFacingError
 
-    section = config.admin or {}
-    host = args.host or str(section.get("host", DEFAULT_HOST))
-    port = args.port if args.port is not None else section.get("port", DEFAULT_PORT)
+    host = args.host or config.admin.host
+    port = args.port if args.port is not None else config.admin.port
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise UserFacingError(f"admin.port: must be a port number, not {port!r}")
     return host, port
@@ -41,16 +37,9 @@ def run_admin(args: argparse.Namespace) -> int:
     from waitress import create_server
 
     from device.commands import load_cli_config
-    from device.errors import UserFacingError
     from local_admin import MAX_UPLOAD_BYTES, create_app
-    from local_admin.settings import SettingsError, validate_admin_section, validate_dhis2_section
 
-    config = load_cli_config(args)
-    try:
-        validate_admin_section(dict(config.admin or {}))
-        validate_dhis2_section(dict(config.dhis2 or {}))
-    except SettingsError as exc:
-        raise UserFacingError(str(exc)) from exc
+    config = load_cli_config(args)  # the admin and dhis2 sections are checked by their models
     host, port = _listen_address(args, config)
     app = create_app(config)
     server = create_server(

@@ -27,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = bsub.add_parser("build", help="build and sign a bundle from a directory or a script")
     b.add_argument("src", nargs="?", type=Path, help="directory whose files become the payload")
-    b.add_argument("--script", type=Path, help="a circle script (with --cache: its rendered prompts)")
-    b.add_argument("--cache", type=Path, help="the prompt cache the script was rendered into")
+    b.add_argument("--script", metavar="CIRCLE",
+                   help="a circle id or .yaml file, with the prompts `circlebox render CIRCLE` made for it")
+    b.add_argument("--cache", type=Path,
+                   help="the prompt cache it was rendered into (default: where `render` puts it, <data>/cache)")
     b.add_argument("--key", type=Path, required=True, help="private key (.key)")
     b.add_argument("--kind", choices=KINDS, required=True)
     b.add_argument("--version", type=int, required=True, help="integer, higher than the installed one")
@@ -88,6 +90,10 @@ def _box_args(p: argparse.ArgumentParser) -> None:
 def _root(args: argparse.Namespace) -> Path:
     if args.root:
         return args.root
+    if getattr(args, "system", False):  # root on the box: never the admin layer (docs/security.md)
+        from device.commands.usb_import import root_config
+
+        return root_config(args).data_dir
     from device.commands import load_cli_config
 
     return load_cli_config(args).data_dir
@@ -129,7 +135,7 @@ def _make_box(args: argparse.Namespace):
 
 def _keygen(args: argparse.Namespace) -> int:
     from device.errors import UserFacingError
-    from device.update.keys import KeyFileError, generate_keypair, key_id, load_public_key
+    from device.update.keys import DEFAULT_KEYS_DIR, KeyFileError, generate_keypair, key_id, load_public_key
 
     try:
         priv, pub = generate_keypair(args.out, args.name)
@@ -138,22 +144,22 @@ def _keygen(args: argparse.Namespace) -> int:
     print(f"private key: {priv} (mode 0600; keep it off the box, back it up offline)")
     print(
         f"public key:  {pub} (key id {key_id(load_public_key(pub))}; "
-        "install it in /etc/circlebox/keys on the box image)"
+        f"the image build puts it in {DEFAULT_KEYS_DIR}: ./image_build.sh ... --pubkey {pub})"
     )
     return 0
 
 
 def _build(args: argparse.Namespace) -> int:
     from device.errors import UserFacingError
-    from device.update.builder import BuildError, build_bundle, files_of_dir, files_of_script
+    from device.update.builder import BuildError, build_bundle, files_of_dir
     from device.update.keys import KeyFileError, load_private_key
     from device.update.manifest import DEFAULT_COMPATIBLE
 
-    if (args.src is None) == (args.script is None) or (args.script and not args.cache):
-        raise UserFacingError("give either a source directory, or --script FILE --cache DIR")
+    if (args.src is None) == (args.script is None):
+        raise UserFacingError("give either a source directory, or --script CIRCLE (an id or a .yaml file)")
     try:
         key = load_private_key(args.key)
-        files = files_of_script(args.script, args.cache) if args.script else files_of_dir(args.src)
+        files = _files_of_circle(args) if args.script else files_of_dir(args.src)
         manifest = build_bundle(
             args.out,
             files,
@@ -171,6 +177,30 @@ def _build(args: argparse.Namespace) -> int:
         f"{len(manifest.files)} files, {manifest.total_size} bytes"
     )
     return 0
+
+
+def _files_of_circle(args: argparse.Namespace) -> dict[str, Path]:
+    """The circle `--script` names, found as `circlebox render` finds it (the same resolver and
+    data folder), with the sounds render made for it (its cache, or --cache)."""
+    from device.commands import load_cli_config
+    from device.content import resolve_circle
+    from device.script import ScriptError
+    from device.system_prompts import SYSTEM_SET
+    from device.update.builder import BuildError, files_of_circle
+
+    data_dir = load_cli_config(args).data_dir
+    try:
+        source = resolve_circle(args.script, data_dir)
+    except ScriptError as exc:
+        raise BuildError(str(exc)) from exc
+    cache = args.cache or source.cache
+    files = files_of_circle(source.loaded, cache)
+    print(f"circle: {source.describe()}")
+    print(f"sounds: {cache}")
+    if f"cache/sets/{SYSTEM_SET}.json" not in files:
+        print("note: the box's own prompts (setup code, self-test) are not in this cache, so the bundle does not "
+              "carry them; a box that has none of its own needs `circlebox render --system-only` first")
+    return files
 
 
 def _verify(args: argparse.Namespace) -> int:

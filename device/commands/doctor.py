@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mic", type=Path, metavar="ROOM.wav",
                    help="with --simulate: a recording to use as the microphone (someone talking)")
     p.add_argument("--report", type=Path, metavar="PATH",
-                   help="where to write the JSON report (default <data>/reports/doctor-<time>.json)")
+                   help="where to write the JSON report (default <data>/reports/doctor-<time>.json; "
+                        "none when the data folder does not exist yet)")
     p.add_argument("--button-timeout", type=float, metavar="S",
                    help="seconds to wait for each button (default 15; 3 with --simulate)")
     p.add_argument("--confirm-timeout", type=float, default=20.0, metavar="S",
@@ -179,18 +180,25 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if restart:
                 _start_box()
-    target = args.report or default_report_path(config.data_dir, stamp)
-    try:
-        write_report(report, target)
-    except OSError as exc:
-        print(f"circlebox: cannot write the report to {target}: {exc}", file=sys.stderr)
-        return 1
+    target = args.report
+    if target is None and config.data_dir.is_dir():
+        target = default_report_path(config.data_dir, stamp)
+    if target is not None:
+        try:
+            write_report(report, target)
+        except OSError as exc:
+            print(f"circlebox: cannot write the report to {target}: {exc}", file=sys.stderr)
+            return 1
     counts = {s: sum(c.status == s for c in report.checks) for s in ("PASS", "WARN", "FAIL", "SKIP")}
     failed = [c.name for c in report.checks if c.status == "FAIL"]
     tail = f": failed {', '.join(failed)}" if failed else ""
     print(f"{report.result} ({counts['PASS']} passed, {counts['WARN']} warnings, {counts['FAIL']} failed, "
           f"{counts['SKIP']} skipped){tail}")
-    print(f"report: {target}")
+    if target is not None:
+        print(f"report: {target}")
+    else:  # the doctor does not make the box's data folder: first boot does
+        print(f"report: not written: the box has not been set up or run yet ({config.data_dir} does not exist); "
+              "give --report FILE to keep one")
     return 0 if report.result == "PASS" else 1
 
 
@@ -203,10 +211,12 @@ def _pygame_speaker(rate: int, config, driver: str | None):
 def _run(config, seams, config_error):
     from datetime import UTC, datetime
 
+    from device.datafolder import DataFolder
     from device.doctor import Doctor
     from device.wallclock import WallClock
 
-    reading = WallClock(config.data_dir / "state" / "clock.json").read() if config.data_dir.is_dir() else None
+    data = DataFolder(config.data_dir)
+    reading = WallClock(data.clock).read() if data.root.is_dir() else None
 
     when = reading.time if reading is not None else datetime.now(UTC)
     report = Doctor(config, seams, config_error=config_error).run(when.isoformat(timespec="seconds"))

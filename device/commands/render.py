@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "render",
         help="render a script's prompts with the offline voice (only what changed)",
-        description="Render every prompt of a script into <data_dir>/cache, reusing cached ones.",
+        description="Render every prompt of a circle into <data_dir>/cache, reusing cached ones. The circle "
+        "is found as the box finds it (its own copy, an installed bundle, the packaged ones).",
     )
     parser.add_argument(
         "script", nargs="?", help="script file or id (default: the configured session.script)"
@@ -45,12 +46,14 @@ def describe_duration(seconds: float) -> str:
 
 
 def _all_scripts(data_dir: Path) -> list[Path]:
-    """User scripts first; a packaged script with the same file name is shadowed."""
+    """The box's own circles first; a packaged circle with the same file name is shadowed.
+    (Circles a content bundle installed came rendered with it.)"""
+    from device.datafolder import SCRIPT_SUFFIXES, DataFolder
     from device.script import packaged_scripts_dir
 
     found: dict[str, Path] = {}
-    for directory in (data_dir / "scripts", packaged_scripts_dir()):
-        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+    for directory in (DataFolder(data_dir).scripts, packaged_scripts_dir()):
+        for path in sorted(p for suffix in SCRIPT_SUFFIXES for p in directory.glob(f"*{suffix}")):
             found.setdefault(path.stem, path)
     return list(found.values())
 
@@ -109,8 +112,9 @@ def handle(args: argparse.Namespace) -> int:
     from audio.render import RenderError, RenderSettings, render_script
     from audio.voices import VoiceNotFound
     from device.commands import load_cli_config
+    from device.content import Origin, rendered_matches, resolve_circle
     from device.errors import UserFacingError
-    from device.script import ScriptError, find_script, load_script
+    from device.script import ScriptError, load_script
 
     config = load_cli_config(args)
     cache_dir = cache_dir_for(config.data_dir)
@@ -130,11 +134,24 @@ def handle(args: argparse.Namespace) -> int:
     )
     for target in targets:
         try:
-            path = target if isinstance(target, Path) else find_script(target, config.data_dir)
-            loaded = load_script(path)
+            if isinstance(target, Path):
+                loaded, into = load_script(target), cache_dir
+            else:  # the copy the box plays, and the cache it plays it from
+                source = resolve_circle(target, config.data_dir)
+                loaded, into = source.loaded, source.cache
+                if source.origin is Origin.INSTALLED:
+                    if not rendered_matches(loaded, into):
+                        raise ScriptError(target, [
+                            f"{source.describe()} does not match the sounds it was installed with; an "
+                            "installed release is never changed on the box: install a bundle rendered "
+                            "from it, or copy it on the admin page"])
+                    print(f"{loaded.script.script}: {source.describe()}: rendered with its bundle, "
+                          f"nothing to render")
+                    print(f"manifest: {_manifest(into, loaded.script.script)}")
+                    continue
             result = render_script(
                 loaded,
-                cache_dir,
+                into,
                 voices_dir=config.paths.voices_dir,
                 settings=settings,
                 progress=_ProgressLine(),
@@ -157,3 +174,9 @@ def handle(args: argparse.Namespace) -> int:
     if failures:
         raise UserFacingError(f"{len(failures)} of {len(targets)} scripts could not be rendered")
     return 0
+
+
+def _manifest(cache: Path, script_id: str) -> Path:
+    from device.content import manifest_path
+
+    return manifest_path(cache, script_id)

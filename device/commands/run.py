@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,20 +19,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from device.commands import load_cli_config
+    from device.config import ETC_CONFIG
     from device.content import ContentError
     from device.errors import UserFacingError
+    from device.reloading import ConfigSource
     from device.runtime import Runtime
     from device.script import ScriptError
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     config = load_cli_config(args)
-    runtime = Runtime(config)
+    # a reload reads the same layers as this start: --config (or /etc) and --data included
+    etc = Path(args.config) if getattr(args, "config", None) else ETC_CONFIG
+    runtime = Runtime(config, config_source=ConfigSource(lambda: load_cli_config(args), (etc,)))
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())  # systemd stop, even mid start-up
     try:
         runtime.start()
     except (ScriptError, ContentError) as exc:
         raise UserFacingError(f"no circle to run: {exc}") from exc
-    signal.signal(signal.SIGHUP, lambda *_: runtime.box.post(runtime.maybe_reload))
+    signal.signal(signal.SIGHUP, lambda *_: runtime.box.post(runtime.reload))  # like the admin page's reload
     try:
         runtime.run()
     finally:

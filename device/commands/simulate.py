@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from device.buttons import ButtonMap
     from device.commands import load_cli_config
-    from device.content import ContentError, cache_dir, ensure_rendered, load_circle, resolve_script
+    from device.content import ContentError, Origin, ensure_rendered, load_source, resolve_circle
     from device.errors import UserFacingError
     from device.script import ScriptError
     from device.simulate import EventsError, read_events, run_simulation
@@ -32,13 +32,14 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_cli_config(args)
     try:
-        loaded = resolve_script(args.script, config.data_dir)
+        source = resolve_circle(args.script, config.data_dir)  # the circle as the box would play it
         events = read_events(args.events, ButtonMap(config.buttons.map))
-        cache = cache_dir(config.data_dir)
-        ensure_rendered(loaded, cache, voices_dir=config.paths.voices_dir,
-                        sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs,
-                        system_voice=config.audio.system_voice, button_names=[b.name for b in config.buttons.map])
-        circle = load_circle(loaded, cache)
+        if source.origin is not Origin.INSTALLED:  # an installed release is played as it was shipped
+            ensure_rendered(source.loaded, source.cache, voices_dir=config.paths.voices_dir,
+                            sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs,
+                            system_voice=config.audio.system_voice,
+                            button_names=[b.name for b in config.buttons.map])
+        circle = load_source(source)
     except (ScriptError, EventsError, ContentError) as exc:
         raise UserFacingError(str(exc)) from exc
     except LookupError as exc:  # a voice that is not installed

@@ -1,4 +1,7 @@
-"""`circlebox update-inbox`: install bundles uploaded on the admin page (root, via a path unit)."""
+"""`circlebox update-inbox`: install bundles uploaded on the admin page (root, via a path unit).
+
+Reads only root's configuration (defaults and /etc, `device.update.rootconfig`): never the
+admin page's own layer, which the admin service can write."""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from device.commands import load_cli_config
+    from device.commands.usb_import import root_config
     from device.update.inbox import process_inbox
 
-    results = process_inbox(load_cli_config(args).data_dir)
+    results = process_inbox(root_config(args).data_dir)
     for result in results:
         print(f"[{result.code}] {result.message}")
     return 0 if all(r.ok for r in results) else 1

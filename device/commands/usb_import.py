@@ -19,23 +19,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def root_config(args: argparse.Namespace):
+    """Root's configuration for the update commands: defaults, /etc (or --config), --data.
+    Never the admin layer (device.update.rootconfig says why)."""
+    from device.config import ConfigError
+    from device.errors import UserFacingError
+    from device.update.rootconfig import load_root_config
+    from device.update.safefs import UnsafePath
+
+    etc = Path(args.config) if getattr(args, "config", None) else None
+    data = Path(args.data).resolve() if getattr(args, "data", None) else None
+    try:
+        return load_root_config(etc, data) if etc else load_root_config(data_dir=data)
+    except (ConfigError, UnsafePath) as exc:
+        raise UserFacingError(f"the updater's configuration cannot be used: {exc}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     import contextlib
 
-    from device.commands import load_cli_config
     from device.control import socket_path
     from device.update import messages as M
     from device.update.announce import BoxAnnouncer
+    from device.update.asuser import RuntimeUserExporter
     from device.update.factory import read_box_id, real_box
-    from device.update.field_export import StoreExporter
     from device.update.usb import import_from_stick, remounted_rw, unmount, wait_then_finish
-    from device.usage import store_path
 
-    config = load_cli_config(args)
+    config = root_config(args)
     data_dir = config.data_dir
     box = real_box(data_dir, BoxAnnouncer(socket_path(data_dir)), args.keys_dir)
     box_id = read_box_id(data_dir, config.box.name)
-    usage = StoreExporter(store_path(data_dir), config.dhis2, box_id)
+    usage = RuntimeUserExporter(data_dir, box_id)  # root never opens the usage database
     writable = (lambda: remounted_rw(args.stick)) if args.remount else contextlib.nullcontext
     report = import_from_stick(args.stick, box, box_id, usage, writable)
     print(json.dumps(report, indent=1, sort_keys=True, default=str))

@@ -11,7 +11,7 @@ from device.update.announce import Narrator
 from device.update.box import Box, Result
 from device.update.crash import crashpoint
 from device.update.release import current_release, releases_dir, remove_tree, swap_current
-from device.update.state import ReleaseRecord, Trial, load_state, save_state
+from device.update.state import ReleaseRecord, Trial, load_state, raise_floor, save_state
 
 
 def _healthy(box: Box) -> bool:
@@ -85,6 +85,7 @@ def run_trial(box: Box, narr: Narrator) -> Result:
     )
     state.trial = None
     save_state(box.root, state)
+    raise_floor(box.root, trial.kind, trial.version)
     crashpoint("committed")
     prune_releases(box.root)
     narr.work(1.0)
@@ -153,6 +154,7 @@ def recover(box: Box, narr: Narrator) -> list[Result]:
         results.append(run_trial(box, narr))
     state = load_state(root)
     for kind, record in state.installed.items():
+        raise_floor(root, kind, record.version)  # a crash right after a commit left it behind
         if current_release(root, kind) != record.release and (releases_dir(root) / record.release).is_dir():
             swap_current(root, kind, record.release)
     with contextlib.suppress(FileNotFoundError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -10,6 +9,7 @@ import tarfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -24,6 +24,9 @@ from device.update.manifest import (
     manifest_to_bytes,
 )
 from device.update.reader import MANIFEST_NAME, PAYLOAD, SIG_NAME
+
+if TYPE_CHECKING:
+    from device.script import LoadedScript
 
 
 class BuildError(ValueError):
@@ -44,31 +47,63 @@ def files_of_dir(src: Path) -> dict[str, Path]:
     return out
 
 
-def files_of_script(script: Path, cache_dir: Path) -> dict[str, Path]:
-    """A script plus its rendered prompt set: scripts/<file>, cache/sets/<id>.json, the WAVs.
-
-    Refuses a stale render (the set's script hash differs) or a prompt missing from the set.
-    """
+def files_of_script(script: Path, cache_dir: Path, *, with_system: bool = True) -> dict[str, Path]:
+    """A script file plus its rendered prompt set from `cache_dir` (see `files_of_circle`)."""
     from device.script import ScriptError, load_script
 
     try:
         loaded = load_script(Path(script))
     except ScriptError as exc:
         raise BuildError(str(exc)) from exc
+    return files_of_circle(loaded, cache_dir, with_system=with_system)
+
+
+def files_of_circle(loaded: LoadedScript, cache_dir: Path, *, with_system: bool = True) -> dict[str, Path]:
+    """A circle plus its rendered prompt set, as a content release lays them out:
+    scripts/<file>, cache/sets/<id>.json and the WAVs that set names; with `with_system`, the
+    box's own prompt set (cache/sets/system.json) too when it was rendered into the same cache,
+    so a box that has none of its own can still speak its setup and self-test prompts.
+
+    Refuses a set the box would refuse (`device.content.rendered_matches`) or one that lacks a
+    prompt; the message says where it looked and the command that makes it.
+    """
+    from device.content import manifest_path, rendered_matches
+    from device.system_prompts import SYSTEM_SET
+
+    if loaded.path is None:
+        raise BuildError(f"'{loaded.script.script}' has no file to bundle")
+    cache_dir = Path(cache_dir)
     name = loaded.script.script
-    set_path = Path(cache_dir) / "sets" / f"{name}.json"
+    set_path = manifest_path(cache_dir, name)
+    fix = f"run `circlebox render {name}` (with the same --data) or give --cache DIR"
     try:
         prompt_set = json.loads(set_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise BuildError(f"{set_path}: no rendered prompt set ({exc}); run `circlebox render` first") from exc
-    text_sha = hashlib.sha256(loaded.text.encode("utf-8")).hexdigest()
-    if prompt_set.get("meta", {}).get("script_sha256") != text_sha:
-        raise BuildError(f"{set_path}: rendered from another version of {script}; render again")
+        reason = "it is not there" if isinstance(exc, FileNotFoundError) else str(exc)
+        raise BuildError(f"no rendered prompt set for '{name}' in {cache_dir} (looked for {set_path}: "
+                         f"{reason}); {fix}") from exc
+    if not rendered_matches(loaded, cache_dir):
+        raise BuildError(f"{set_path}: rendered from another version of {loaded.path}; render again: {fix}")
     prompts = prompt_set.get("prompts", {})
     missing = [pid for pid in loaded.script.prompts() if pid not in prompts]
     if missing:
-        raise BuildError(f"{set_path}: prompt {missing[0]!r} is not rendered; render again")
-    out = {f"scripts/{Path(script).name}": Path(script), f"cache/sets/{name}.json": set_path}
+        raise BuildError(f"{set_path}: prompt {missing[0]!r} is not rendered; render again: {fix}")
+    out = {f"scripts/{loaded.path.name}": loaded.path, f"cache/sets/{name}.json": set_path}
+    out.update(_prompt_files(prompts, cache_dir))
+    system_path = manifest_path(cache_dir, SYSTEM_SET)
+    if with_system and name != SYSTEM_SET and system_path.is_file():
+        try:
+            system = json.loads(system_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"{system_path}: unreadable ({exc}); run `circlebox render --system-only`") from exc
+        if system.get("sample_rate") == prompt_set.get("sample_rate"):
+            out[f"cache/sets/{SYSTEM_SET}.json"] = system_path
+            out.update(_prompt_files(system.get("prompts", {}), cache_dir))
+    return out
+
+
+def _prompt_files(prompts: Mapping[str, Any], cache_dir: Path) -> dict[str, Path]:
+    out = {}
     for entry in prompts.values():
         rel = check_path(str(entry["file"]))
         out[f"cache/{rel}"] = Path(cache_dir) / rel
@@ -125,7 +160,7 @@ def write_bundle(out: Path, manifest: Manifest, files: Mapping[str, Path], key: 
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:  # the box refuses extension headers
             _add(tar, MANIFEST_NAME, manifest_bytes)
             _add(tar, SIG_NAME, sign_manifest(manifest_bytes, key))
             for entry in manifest.files:

@@ -14,7 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from device.fsutil import atomic_write_bytes
+from device.update.safefs import (
+    check_box_id,
+    dir_fd,
+    exists_at,
+    open_dir,
+    open_dir_at,
+    read_small_at,
+    write_file_at,
+)
+
+STICK_FOLDER = "circlebox"
+MAX_EXPORT_FILE = 64 * 1024 * 1024  # a usage export is a few KB a month
 
 
 class UsageExporter(Protocol):
@@ -81,37 +92,64 @@ class ExportOutcome:
     error: str = ""
 
 
-def _sha256(path: Path, drop_cache: bool = False) -> str:
-    with open(path, "rb") as handle:
-        if drop_cache and hasattr(os, "posix_fadvise"):
-            # Read the medium, not the page cache we just wrote through.
-            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        return hashlib.sha256(handle.read()).hexdigest()
+def _sha256_at(parent_fd: int, name: str, limit: int) -> str:
+    """Hash of a file on the stick as the stick returns it (not the page cache we wrote)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    try:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        digest, left = hashlib.sha256(), limit + 1
+        while left and (block := os.read(fd, min(1 << 20, left))):
+            digest.update(block)
+            left -= len(block)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 
 
-def copy_verified(src: Path, dest: Path) -> None:
-    """Copy with fsync, then read the copy back and compare hashes; OSError if they differ."""
-    data = src.read_bytes()
-    atomic_write_bytes(dest, data)
-    if _sha256(dest, drop_cache=True) != hashlib.sha256(data).hexdigest():
-        raise OSError(f"{dest}: the copy read back from the stick differs")
+def write_verified(parent_fd: int, name: str, data: bytes) -> None:
+    """Write `name` in the stick folder `parent_fd` (never through a symlink), read it back
+    from the stick and compare; OSError if the stick returned something else."""
+    write_file_at(parent_fd, name, data)
+    if _sha256_at(parent_fd, name, len(data)) != hashlib.sha256(data).hexdigest():
+        raise OSError(f"{name}: the copy read back from the stick differs")
 
 
 def stick_dir(stick: Path, box_id: str) -> Path:
-    return Path(stick) / "circlebox" / box_id
+    """Where this box's files go on a stick (for messages; writes go through open_stick_dir)."""
+    return Path(stick) / STICK_FOLDER / check_box_id(box_id)
 
 
-def export_usage(usage: UsageExporter, dest: Path, work_dir: Path) -> ExportOutcome:
-    """Export unexported sessions to dest; mark them exported only if every copy checks out."""
+def open_stick_dir(stick: Path, box_id: str) -> int:
+    """A directory fd for <stick>/circlebox/<box id>, made if missing. Each step is opened
+    with O_NOFOLLOW from the one above, starting at the stick's mount point: a `circlebox`
+    folder that is a symlink (or a box name with '/' or '..') can never lead root off the stick."""
+    check_box_id(box_id)
+    top = open_dir(Path(stick))
+    try:
+        folder = open_dir_at(top, STICK_FOLDER, create=True)
+    finally:
+        os.close(top)
+    try:
+        return open_dir_at(folder, box_id, create=True)
+    finally:
+        os.close(folder)
+
+
+def export_usage(usage: UsageExporter, dest_fd: int, work_dir: Path) -> ExportOutcome:
+    """Export unexported sessions into the stick folder `dest_fd`; mark them exported only if
+    every copy reads back right. `work_dir` is root's own (the export is made there first)."""
     outcome = ExportOutcome()
     tmp = Path(work_dir) / "export"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         files, ids = usage.export_since_last(tmp)
-        for path in files:
-            copy_verified(path, dest / path.name)
-            outcome.files.append(path.name)
+        with dir_fd(tmp) as tmp_fd:
+            for path in files:
+                data = read_small_at(tmp_fd, Path(path).name, MAX_EXPORT_FILE)
+                write_verified(dest_fd, Path(path).name, data)
+                outcome.files.append(Path(path).name)
         usage.mark_exported(ids)
         outcome.sessions, outcome.verified = len(ids), True
     except OSError as exc:
@@ -121,14 +159,12 @@ def export_usage(usage: UsageExporter, dest: Path, work_dir: Path) -> ExportOutc
     return outcome
 
 
-def write_report(dest: Path, report: Mapping[str, Any], now: datetime | None = None) -> Path:
+def write_report(dest_fd: int, report: Mapping[str, Any], now: datetime | None = None) -> str:
     """report-<UTC time>-<n>.json, never overwriting an earlier one (the box clock may be wrong)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     n = 1
-    while (path := dest / f"report-{stamp}-{n:03d}.json").exists():
+    while exists_at(dest_fd, name := f"report-{stamp}-{n:03d}.json"):
         n += 1
     body = (json.dumps(report, indent=1, sort_keys=True) + "\n").encode("utf-8")
-    atomic_write_bytes(path, body)
-    if _sha256(path, drop_cache=True) != hashlib.sha256(body).hexdigest():
-        raise OSError(f"{path}: the report read back from the stick differs")
-    return path
+    write_verified(dest_fd, name, body)
+    return name

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from device.update.manifest import Limits
+from device.update.safefs import dir_fd, open_dir
 
 INBOX = "update-inbox"
 CHUNK = 1024 * 1024
@@ -68,18 +69,36 @@ def accept_upload(chunks: Iterable[bytes], data_dir: Path, max_bytes: int = MAX_
         raise
 
 
+def pending_uploads(inbox: Path) -> list[Path]:
+    """Complete uploads in the inbox, oldest first. Listed from a directory fd without
+    following symlinks: a link the admin service planted is never opened by root."""
+    try:
+        fd = open_dir(inbox)
+    except FileNotFoundError:
+        return []
+    try:
+        with os.scandir(fd) as entries:
+            found = [
+                (e.stat(follow_symlinks=False).st_mtime, inbox / e.name)
+                for e in entries
+                if e.name.endswith(".cbx") and not e.name.startswith(".") and e.is_file(follow_symlinks=False)
+            ]
+    finally:
+        os.close(fd)
+    return [path for _mtime, path in sorted(found)]
+
+
 def process_inbox(data_dir: Path, box=None) -> list:  # -> list[Result]
-    """Install every complete upload, oldest first, then remove it (the result stays on record)."""
+    """Install every complete upload, oldest first, then remove it (the result stays on record).
+    Root reads the admin service's folder: each file is opened beneath it with O_NOFOLLOW."""
     from device.update.upload import install_uploaded_bundle
 
     inbox = inbox_dir(data_dir)
-    if not inbox.is_dir():
-        return []
     results = []
-    for path in sorted(inbox.glob("*.cbx"), key=lambda p: p.stat().st_mtime):
+    for path in pending_uploads(inbox):
         try:
-            results.append(install_uploaded_bundle(path, box, data_dir=data_dir))
+            results.append(install_uploaded_bundle(path, box, data_dir=data_dir, beneath=inbox))
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            with contextlib.suppress(OSError), dir_fd(inbox) as fd:
+                os.unlink(path.name, dir_fd=fd)
     return results

@@ -16,15 +16,26 @@ from device.update.box import Box
 from device.update.crash import crashpoint
 from device.update.errors import Refusal
 from device.update.manifest import MiB
+from device.update.safefs import check_private_dir, open_beneath
 
 
-def copy_in(source: Path, box: Box, narr: Narrator) -> tuple[Path, str]:
+def open_source(source: Path, beneath: Path | None = None) -> int:
+    """The bundle to copy, never through a symbolic link: with `beneath` (a stick's mount
+    point, the upload inbox) no component below it may be one either. O_NONBLOCK: a FIFO
+    named like a bundle must not hang the updater (it is refused as not a regular file)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    if beneath is None:
+        return os.open(source, flags)
+    return open_beneath(beneath, Path(source).relative_to(beneath), flags)
+
+
+def copy_in(source: Path, box: Box, narr: Narrator, beneath: Path | None = None) -> tuple[Path, str]:
     """Copy the bundle off the stick into <root>/update/incoming; (local path, sha256)."""
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_source(Path(source), beneath)
     except OSError as exc:
         code = M.DAMAGED if exc.errno == errno.ELOOP else M.STICK_ERROR
-        raise Refusal(code, f"{Path(source).name}: cannot open ({exc.strerror})") from None
+        raise Refusal(code, f"{Path(source).name}: cannot open ({exc.strerror or exc})") from None
     with os.fdopen(fd, "rb") as src:
         st = os.fstat(src.fileno())
         if not stat.S_ISREG(st.st_mode):
@@ -38,11 +49,14 @@ def copy_in(source: Path, box: Box, narr: Narrator) -> tuple[Path, str]:
         if free < need:
             raise Refusal(M.NO_SPACE, f"needs {need} bytes free, the box has {free}")
         incoming = Path(box.root) / "update" / "incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
+        check_private_dir(incoming.parent)
+        check_private_dir(incoming)
         partial = incoming / ".copy.partial"
+        partial.unlink(missing_ok=True)
         narr.say(M.COPYING)
         digest, done = hashlib.sha256(), 0
-        with open(partial, "wb") as dst:
+        out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(out, "wb") as dst:
             while True:
                 try:
                     chunk = src.read(MiB)

@@ -31,9 +31,17 @@ from device.update.release import (
     releases_dir,
     remove_tree,
 )
+from device.update.safefs import UnsafePath, check_private_dir
 from device.update.seams import UpdateLock
 from device.update.selftest import self_test
-from device.update.state import ReleaseRecord, UpdateState, load_state, save_last_result, save_state
+from device.update.state import (
+    ReleaseRecord,
+    UpdateState,
+    installed_floor,
+    load_state,
+    save_last_result,
+    save_state,
+)
 
 
 def read_signed_manifest(stream: BundleStream, box: Box) -> tuple[Manifest, bytes, bytes]:
@@ -56,7 +64,7 @@ def _check_policy(manifest: Manifest, state: UpdateState, box: Box) -> None:
     if manifest.compatible != box.compatible:
         raise Refusal(M.WRONG_DEVICE, f"bundle is for {manifest.compatible!r}, this box is {box.compatible!r}")
     kind, version = manifest.kind, manifest.version
-    installed = state.installed_version(kind)
+    installed = installed_floor(box.root, state, kind)
     if version < installed:
         raise Refusal(M.OLDER, f"{kind} version {version} is older than installed version {installed}")
     if version == installed:
@@ -181,6 +189,16 @@ def install_local(local: Path, sha: str, box: Box, narr: Narrator) -> Result:
     return start_trial(box, record, narr)
 
 
+def check_layout(root: Path) -> None:
+    """Root's own folders (state, staging, incoming, releases, current) are real directories
+    that only root can write or rename, below a data folder nobody else can swap them in:
+    UnsafePath otherwise (someone planted or opened one; docs/security.md)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in ("update", "releases", "current"):
+        check_private_dir(root / folder)
+
+
 def _refused(exc: Refusal, narr: Narrator, root: Path) -> Result:
     narr.say(exc.code, version="?")
     installed = load_state(root).installed_version(exc.kind) if exc.kind else None
@@ -194,14 +212,20 @@ def _refused(exc: Refusal, narr: Narrator, root: Path) -> Result:
     )
 
 
-def apply_bundle(source: Path, box: Box, narr: Narrator | None = None) -> Result:
-    """The whole install of one bundle file (stick, upload or laptop); never raises a Refusal."""
+def apply_bundle(source: Path, box: Box, narr: Narrator | None = None, beneath: Path | None = None) -> Result:
+    """The whole install of one bundle file (stick, upload or laptop); never raises a Refusal.
+    `beneath`: the folder the file must be inside, reached without following any symlink."""
     narr = narr or box.narrator()
+    try:
+        check_layout(box.root)
+    except UnsafePath as exc:
+        narr.say(M.INTERNAL_ERROR)
+        return Result(M.INTERNAL_ERROR, bundle=Path(source).name, detail=f"the updater's folders are not safe: {exc}")
     with UpdateLock(box.root):
         recover(box, narr)
         narr.say(M.CHECKING)
         try:
-            local, sha = copy_in(Path(source), box, narr)
+            local, sha = copy_in(Path(source), box, narr, beneath)
             result = install_local(local, sha, box, narr)
         except Refusal as exc:
             result = _refused(exc, narr, box.root)
@@ -231,6 +255,7 @@ def finish_pending(box: Box, narr: Narrator | None = None) -> list[Result]:
     boot). Each staged release is checked complete again before it is switched to."""
     narr = narr or box.narrator()
     results: list[Result] = []
+    check_layout(box.root)
     with UpdateLock(box.root):
         results += recover(box, narr)
         if box.seams.circle_running():

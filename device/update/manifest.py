@@ -23,6 +23,16 @@ DEFAULT_COMPATIBLE = "circlebox-pi-v1"
 META_DIR = ".circlebox"  # inside a release: the manifest and signature it was installed from
 _COMPONENT = re.compile(r"^[A-Za-z0-9_+=@,-][A-Za-z0-9._+=@,-]*$")
 MiB = 1 << 20
+PAYLOAD = "payload/"  # where a bundle's files are, inside its tar
+
+
+def ustar_name_fits(name: str) -> bool:
+    """Whether a tar member name fits a plain ustar header (155 bytes of prefix, '/', 100 of
+    name): the box refuses every tar extension header, so a bundle may only use such names."""
+    raw = name.encode("utf-8")
+    if len(raw) <= 100:
+        return True
+    return any(raw[i] == ord("/") and i <= 155 and len(raw) - i - 1 <= 100 for i in range(len(raw)))
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ def check_path(path: str) -> str:
                 f"path {path[:80]!r}: component {part[:40]!r} is too long or has characters "
                 "outside A-Z a-z 0-9 . _ + = @ , -"
             )
+    if not ustar_name_fits(PAYLOAD + path):
+        raise ValueError(f"path {path[:80]!r} is too long for a plain tar header (split it into shorter folders)")
     if parts[0] == META_DIR:
         raise ValueError(f"path {path[:80]!r} is inside the reserved {META_DIR}/ directory")
     return path

@@ -1,56 +1,107 @@
-"""Reading a .cbx with our own checks on every member (tarfile only parses the headers).
+"""Reading a .cbx with our own parser: Python's `tarfile` never sees a bundle on the box.
 
-Stream mode ("r|") reads the archive front to back once: manifest.json first, manifest.sig
-second, then only regular files named payload/<listed path>, each exactly the listed size,
-hashed as it streams. Links, devices, FIFOs, directories, sparse files, duplicates, extras and
-anything missing are refused by name, whatever the tar flavour.
+A bundle is a plain POSIX ustar archive, read front to back once in 512-byte blocks:
+manifest.json first, manifest.sig second (both small, read whole), then only regular files
+named payload/<listed path>, each exactly the listed size, hashed as it streams.
+
+Every header is checked here before anything else looks at it: the checksum, the ustar magic,
+a name of at most 256 bytes in the ustar name/prefix fields, a size in plain octal. Extension
+headers (pax `x`/`g`, GNU long names `L`/`K`, sparse `S`), links, devices, FIFOs, directories,
+duplicates, extras and anything missing are refused by name. So a hostile header costs at
+most one block of memory and one pass of simple byte checks: no regular expressions over
+attacker data (CPython's pax parsing is quadratic, CVE-2024-6232) and no buffer sized by an
+attacker's number (a GNU long-name header claiming 300 MB is read by tarfile whole).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from device.update import messages as M
 from device.update.errors import Refusal
-from device.update.manifest import Limits, Manifest
+from device.update.manifest import PAYLOAD, Limits, Manifest
 
 MANIFEST_NAME = "manifest.json"
 SIG_NAME = "manifest.sig"
-PAYLOAD = "payload/"
 CHUNK = 1 << 20
+BLOCK = 512
+# After the end-of-archive marker only zero padding may follow (tar pads to 10 KiB records).
+MAX_TRAILER = 20 * BLOCK
+_USTAR_MAGICS = (b"ustar\x0000",)
+_REGULAR = (b"0", b"\x00")
 _KINDS = {
-    tarfile.SYMTYPE: "a symbolic link",
-    tarfile.LNKTYPE: "a hard link",
-    tarfile.CHRTYPE: "a character device",
-    tarfile.BLKTYPE: "a block device",
-    tarfile.FIFOTYPE: "a FIFO",
-    tarfile.DIRTYPE: "a directory",
-    tarfile.CONTTYPE: "a contiguous file",
-    tarfile.GNUTYPE_SPARSE: "a sparse file",
+    b"1": "a hard link",
+    b"2": "a symbolic link",
+    b"3": "a character device",
+    b"4": "a block device",
+    b"5": "a directory",
+    b"6": "a FIFO",
+    b"7": "a contiguous file",
+    b"x": "a pax extended header",
+    b"g": "a pax global header",
+    b"L": "a GNU long-name header",
+    b"K": "a GNU long-link header",
+    b"S": "a sparse file",
 }
-_TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, UnicodeError, OverflowError, OSError)
 
 
 def _damaged(detail: str) -> Refusal:
     return Refusal(M.DAMAGED, detail)
 
 
-def check_member(info: tarfile.TarInfo) -> None:
-    """Refuse anything that is not a plain regular file with a safe relative name."""
-    name = info.name
-    if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or info.issparse():
-        what = _KINDS.get(info.type, f"of tar type {info.type!r}")
+@dataclass(frozen=True)
+class Member:
+    """One checked header: a regular file's name and size (nothing else is ever accepted)."""
+
+    name: str
+    size: int
+
+
+def _octal(field: bytes, what: str) -> int:
+    """A ustar number: octal digits, optionally space-padded, ended by NUL or space."""
+    digits = field.rstrip(b"\x00 ").lstrip(b" ")
+    if field[:1] and field[0] & 0x80:
+        raise _damaged(f"tar header {what} uses the base-256 extension; only plain ustar is allowed")
+    if not digits or any(c not in b"01234567" for c in digits):
+        raise _damaged(f"tar header {what} is not an octal number")
+    return int(digits, 8)
+
+
+def _cstring(field: bytes) -> bytes:
+    return field.split(b"\x00", 1)[0]
+
+
+def parse_header(block: bytes) -> Member:
+    """Check one 512-byte header completely; refuse anything but a plain regular file."""
+    stored = _octal(block[148:156], "checksum")
+    computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    if stored != computed:
+        raise _damaged("tar header checksum is wrong: the file is damaged or not a bundle")
+    if block[257:265] not in _USTAR_MAGICS:
+        raise _damaged("not a Circlebox bundle (not a POSIX ustar archive)")
+    raw_name, prefix = _cstring(block[0:100]), _cstring(block[345:500])
+    raw = prefix + b"/" + raw_name if prefix else raw_name
+    try:
+        name = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise _damaged(f"member {raw[:120]!r} has a name that is not plain ASCII") from None
+    typeflag = block[156:157]
+    if typeflag not in _REGULAR:
+        what = _KINDS.get(typeflag, f"of tar type {typeflag!r}")
         raise _damaged(f"member {name[:120]!r} is {what}; only regular files are allowed")
-    if name.startswith("/") or "\\" in name or "\0" in name:
+    if not name:
+        raise _damaged("a member has an empty name")
+    if name.startswith("/") or "\\" in name:
         raise _damaged(f"member {name[:120]!r} has an absolute or unsafe path")
     if any(part in ("", ".", "..") for part in name.split("/")):
         raise _damaged(f"member {name[:120]!r} has an empty, '.' or '..' path component")
+    return Member(name, _octal(block[124:136], f"size of {name[:120]!r}"))
 
 
 class BundleStream:
@@ -58,35 +109,51 @@ class BundleStream:
 
     def __init__(self, fileobj: BinaryIO, limits: Limits):
         self.limits = limits
-        try:
-            self._tar = tarfile.open(fileobj=fileobj, mode="r|")  # noqa: SIM115 - lives with self
-        except _TAR_ERRORS as exc:
-            raise _damaged(f"not a Circlebox bundle (not a tar archive: {exc})") from None
+        self._file = fileobj
+        self._ended = False
 
-    def _next(self) -> tarfile.TarInfo | None:
-        try:
-            return self._tar.next()
-        except _TAR_ERRORS as exc:
-            raise _damaged(f"tar archive is damaged or truncated ({exc})") from None
+    def _read_exact(self, n: int, what: str) -> bytes:
+        data = self._file.read(n)
+        if len(data) != n:
+            raise _damaged(f"the bundle is truncated (in {what})")
+        return data
 
-    def _read_small(self, info: tarfile.TarInfo, limit: int) -> bytes:
-        if info.size > limit:
-            raise _damaged(f"{info.name} is {info.size} bytes, the limit is {limit}")
-        try:
-            handle = self._tar.extractfile(info)
-            data = handle.read(limit + 1) if handle else b""
-        except _TAR_ERRORS as exc:
-            raise _damaged(f"{info.name} cannot be read ({exc})") from None
-        if len(data) != info.size:
-            raise _damaged(f"{info.name} is truncated ({len(data)} of {info.size} bytes)")
+    def _next(self) -> Member | None:
+        """The next member's checked header, or None at the end-of-archive marker."""
+        if self._ended:
+            return None
+        block = self._file.read(BLOCK)
+        if not block:
+            raise _damaged("the bundle is truncated (no end-of-archive marker)")
+        if len(block) != BLOCK:
+            raise _damaged("the bundle is truncated (in a header)")
+        if block == bytes(BLOCK):
+            self._check_trailer()
+            self._ended = True
+            return None
+        return parse_header(block)
+
+    def _check_trailer(self) -> None:
+        """Only zero padding, and not much of it, may follow the end-of-archive marker."""
+        rest = self._file.read(MAX_TRAILER + 1)
+        if len(rest) > MAX_TRAILER or rest.strip(b"\x00"):
+            raise _damaged("the bundle has data after the end of the archive")
+
+    def _skip_padding(self, size: int, what: str) -> None:
+        pad = -size % BLOCK
+        if pad and len(self._file.read(pad)) != pad:
+            raise _damaged(f"the bundle is truncated (in {what})")
+
+    def _read_small(self, member: Member, limit: int) -> bytes:
+        if member.size > limit:
+            raise _damaged(f"{member.name} is {member.size} bytes, the limit is {limit}")
+        data = self._read_exact(member.size, member.name)
+        self._skip_padding(member.size, member.name)
         return data
 
     def read_header(self) -> tuple[bytes, bytes]:
         """The exact manifest bytes and signature bytes; nothing of either is interpreted here."""
-        first = self._next()
-        if first is None:
-            raise _damaged("not a Circlebox bundle (empty archive)")
-        check_member(first)
+        first = self._first()
         if first.name != MANIFEST_NAME:
             if first.name == SIG_NAME or not first.name.startswith(PAYLOAD):
                 raise _damaged(f"first member is {first.name[:120]!r}, expected {MANIFEST_NAME}")
@@ -96,8 +163,15 @@ class BundleStream:
         if second is None or second.name != SIG_NAME:
             got = "the end of the archive" if second is None else repr(second.name[:120])
             raise Refusal(M.UNSIGNED, f"no {SIG_NAME} after the manifest (found {got})")
-        check_member(second)
         return manifest, self._read_small(second, self.limits.max_sig)
+
+    def _first(self) -> Member:
+        block = self._file.read(BLOCK)
+        if not block or block == bytes(len(block)):
+            raise _damaged("not a Circlebox bundle (empty archive)")
+        if len(block) != BLOCK or block[257:262] != b"ustar":
+            raise _damaged("not a Circlebox bundle (not a tar archive)")
+        return parse_header(block)
 
     def stream_payload(
         self,
@@ -105,46 +179,42 @@ class BundleStream:
         open_dest: Callable[[str, int], BinaryIO | None],
         on_bytes: Callable[[int], None] = lambda n: None,
     ) -> None:
-        """Stream every listed file into open_dest(path, mode) (None: hash only), checking all."""
+        """Stream every listed file into open_dest(path, mode) (None: hash only), checking all.
+        Call only after the manifest's signature checked out: its list bounds everything."""
         expected = {e.path: e for e in manifest.files}
         seen: set[str] = set()
-        while (info := self._next()) is not None:
-            check_member(info)
-            if not info.name.startswith(PAYLOAD):
-                raise _damaged(f"member {info.name[:120]!r} is outside payload/")
-            path = info.name[len(PAYLOAD) :]
+        while (member := self._next()) is not None:
+            if not member.name.startswith(PAYLOAD):
+                raise _damaged(f"member {member.name[:120]!r} is outside payload/")
+            path = member.name[len(PAYLOAD) :]
             if path in seen:
-                raise _damaged(f"member {info.name[:120]!r} appears twice")
+                raise _damaged(f"member {member.name[:120]!r} appears twice")
             entry = expected.get(path)
             if entry is None:
-                raise _damaged(f"member {info.name[:120]!r} is not listed in the manifest")
-            if info.size != entry.size:
-                raise _damaged(f"{path} is {info.size} bytes, the manifest says {entry.size}")
+                raise _damaged(f"member {member.name[:120]!r} is not listed in the manifest")
+            if member.size != entry.size:
+                raise _damaged(f"{path} is {member.size} bytes, the manifest says {entry.size}")
             seen.add(path)
-            self._copy_member(info, entry.sha256, open_dest(path, entry.mode), on_bytes)
+            self._copy_member(member, entry.sha256, open_dest(path, entry.mode), on_bytes)
         missing = [p for p in expected if p not in seen]
         if missing:
             raise _damaged(f"{len(missing)} listed file(s) missing from the bundle, first: {missing[0]}")
 
     def _copy_member(
         self,
-        info: tarfile.TarInfo,
+        member: Member,
         sha256: str,
         dest: BinaryIO | None,
         on_bytes: Callable[[int], None],
     ) -> None:
-        """Hash and count while copying; read errors are damage, write errors propagate."""
-        digest, done = hashlib.sha256(), 0
+        """Hash and count while copying, CHUNK bytes at a time; write errors propagate."""
+        digest, left = hashlib.sha256(), member.size
         try:
-            source = self._tar.extractfile(info)
-            while True:
-                try:
-                    chunk = source.read(CHUNK) if source is not None else b""
-                except _TAR_ERRORS as exc:
-                    raise _damaged(f"{info.name} cannot be read ({exc})") from None
+            while left:
+                chunk = self._file.read(min(CHUNK, left))
                 if not chunk:
-                    break
-                done += len(chunk)
+                    raise _damaged(f"{member.name} is truncated ({member.size - left} of {member.size} bytes)")
+                left -= len(chunk)
                 digest.update(chunk)
                 if dest is not None:
                     dest.write(chunk)
@@ -155,13 +225,14 @@ class BundleStream:
         finally:
             if dest is not None:
                 dest.close()
-        if done != info.size:
-            raise _damaged(f"{info.name} is truncated ({done} of {info.size} bytes)")
+        self._skip_padding(member.size, member.name)
         if digest.hexdigest() != sha256:
-            raise _damaged(f"{info.name[len(PAYLOAD) :]} does not match its sha256 in the manifest")
+            raise _damaged(f"{member.name[len(PAYLOAD) :]} does not match its sha256 in the manifest")
 
 
 @contextmanager
 def open_bundle(path: Path, limits: Limits) -> Iterator[BundleStream]:
-    with open(path, "rb") as handle:
+    """A bundle on trusted local storage (the updater's own copy); never follows a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
         yield BundleStream(handle, limits)

@@ -55,6 +55,45 @@ def last_result_path(root: Path) -> Path:
     return Path(root) / "update" / "last-result.json"
 
 
+def floor_path(root: Path) -> Path:
+    """The highest version ever installed per kind: only raised, kept apart from the journal."""
+    return Path(root) / "update" / "installed-floor.json"
+
+
+def load_floor(root: Path) -> dict[str, int]:
+    try:
+        raw = json.loads(floor_path(root).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        raw = {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool)} if isinstance(
+        raw, dict) else {}
+
+
+def raise_floor(root: Path, kind: str, version: int) -> None:
+    """Record that `version` of `kind` was installed; the floor never goes down."""
+    floor = load_floor(root)
+    if floor.get(kind, 0) >= version:
+        return
+    floor[kind] = version
+    atomic_write_text(floor_path(root), json.dumps(floor, indent=1, sort_keys=True) + "\n")
+
+
+def installed_floor(root: Path, state: UpdateState, kind: str) -> int:
+    """The lowest version the box may still take for `kind` is above this: the journal's
+    installed version, the separate floor file, and the release `current/<kind>` points at.
+    Losing the journal (deleted, damaged) therefore never lets an old signed bundle back in."""
+    from device.update.release import current_release
+
+    versions = [state.installed_version(kind), load_floor(root).get(kind, 0)]
+    running = current_release(root, kind) or ""
+    tail = running.rpartition("-")[2]
+    if running.startswith(f"{kind}-") and tail.isdigit():
+        versions.append(int(tail))
+    return max(versions)
+
+
 def load_state(root: Path) -> UpdateState:
     path = state_path(root)
     if not path.exists():

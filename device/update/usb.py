@@ -7,6 +7,7 @@ on the box) opens it for writing only for the short field-data write at the end.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from device.update import messages as M
 from device.update.box import Box, Result
-from device.update.field_export import UsageExporter, export_usage, stick_dir, write_report
+from device.update.field_export import UsageExporter, export_usage, open_stick_dir, write_report
 from device.update.installer import apply_bundle, finish_pending
+from device.update.safefs import open_dir, open_dir_at
 from device.update.state import load_state
 
 WAIT_POLL_S = 15.0
@@ -26,13 +28,26 @@ WAIT_MAX_S = 6 * 3600.0  # longer than any circle; after that the next insert or
 
 def find_bundles(stick: Path) -> list[Path]:
     """*.cbx at the top of the stick or in updates/, in natural order (app-9 before app-10);
-    hidden files (macOS ._ copies) are skipped."""
-    found = [
-        p
-        for d in (stick, stick / "updates")
-        for p in d.glob("*.cbx")
-        if not p.name.startswith(".") and (p.is_file() or p.is_symlink())
-    ]
+    hidden files (macOS ._ copies) are skipped. Listed without following symlinks: an
+    `updates` that is a symlink is not looked into; a bundle that is one is listed, and
+    refused by name when it is opened."""
+    found: list[Path] = []
+    top = open_dir(Path(stick))
+    try:
+        folders = [(Path(stick), top)]
+        with contextlib.suppress(OSError):
+            folders.append((Path(stick) / "updates", open_dir_at(top, "updates")))
+        for path, fd in folders:
+            with os.scandir(fd) as entries:
+                found += [
+                    path / e.name
+                    for e in entries
+                    if e.name.endswith(".cbx") and not e.name.startswith(".")
+                    and (e.is_symlink() or e.is_file(follow_symlinks=False))
+                ]
+    finally:
+        for _path, fd in folders:
+            os.close(fd)
 
     def natural(path: Path) -> list[object]:
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
@@ -74,7 +89,7 @@ def import_from_stick(
     if not bundles:
         narr.say(M.NO_UPDATE)
     for bundle in bundles:
-        results.append(apply_bundle(bundle, box, narr))
+        results.append(apply_bundle(bundle, box, narr, beneath=Path(stick)))
     report: dict[str, object] = {
         "box_id": box_id,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -87,14 +102,16 @@ def import_from_stick(
     saved = False
     try:
         with writable():
-            dest = stick_dir(Path(stick), box_id)
-            dest.mkdir(parents=True, exist_ok=True)
-            if usage is not None:
-                outcome = export_usage(usage, dest, Path(box.root) / "update")
-                report["usage_export"] = outcome.__dict__
-            write_report(dest, report)
+            dest = open_stick_dir(Path(stick), box_id)
+            try:
+                if usage is not None:
+                    outcome = export_usage(usage, dest, Path(box.root) / "update")
+                    report["usage_export"] = outcome.__dict__
+                write_report(dest, report)
+            finally:
+                os.close(dest)
             saved = usage is None or bool(report["usage_export"]["verified"])  # type: ignore[index]
-    except (OSError, subprocess.SubprocessError) as exc:
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
         report["write_error"] = str(exc)[:300]
     narr.say(M.DATA_SAVED if saved else M.DATA_NOT_SAVED)
     narr.say(M.REMOVE_STICK)

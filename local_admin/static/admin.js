@@ -16,6 +16,74 @@
   }
 
   /* Live status: the panel, the button view and the microphone meter. */
+  function show(el, on) { if (el) el.hidden = !on; }
+  function setText(id, text) {
+    var el = document.getElementById(id);
+    if (el) el.textContent = text;
+  }
+  function renderProblems(list) {
+    /* The same markup as the problem_list macro: plain words, detail behind a toggle. */
+    var ul = document.getElementById("problems");
+    if (!ul) return;
+    var key = JSON.stringify(list || []);
+    if (ul.getAttribute("data-key") === key) return;  /* keep an opened toggle open */
+    ul.setAttribute("data-key", key);
+    ul.textContent = "";
+    (list || []).forEach(function (p) {
+      var li = document.createElement("li");
+      var strong = document.createElement("strong");
+      strong.textContent = p.summary;
+      var advice = document.createElement("span");
+      advice.className = "advice";
+      advice.textContent = p.advice;
+      var details = document.createElement("details");
+      var summary = document.createElement("summary");
+      summary.textContent = "Technical detail";
+      var pre = document.createElement("pre");
+      pre.textContent = p.detail;
+      details.appendChild(summary);
+      details.appendChild(pre);
+      li.appendChild(strong);
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(advice);
+      li.appendChild(details);
+      ul.appendChild(li);
+    });
+    show(ul, (list || []).length > 0);
+  }
+  function renderCountdown(c) {
+    var box = document.getElementById("countdown");
+    if (!box) return;
+    show(box, !!c);
+    if (!c) return;
+    box.classList.toggle("over", !!c.over);
+    setText("countdown-label", c.label);
+    setText("countdown-remaining", c.remaining);
+    setText("countdown-rest", c.rest);
+    var bar = document.getElementById("countdown-bar");
+    if (bar) bar.value = c.pct;
+  }
+  var volumeBusy = false;  /* the facilitator is moving the slider: do not move it under them */
+  function renderVolume(s) {
+    var slider = document.getElementById("volume");
+    if (!slider || volumeBusy || typeof s.volume_pct !== "number") return;
+    if (typeof s.volume_cap_pct === "number") slider.max = s.volume_cap_pct;
+    slider.value = s.volume_pct;
+    setText("volume-out", s.volume_pct + "%");
+  }
+  function renderClock(s, live) {
+    var box = document.getElementById("clock-box");
+    if (!box) return;
+    if (!s.running) { show(box, false); return; }
+    var drift = Number(live.dataset.clockDriftS || 120) * 1000;
+    var c = s.clock;
+    var why;
+    if (!c) why = "the box does not say what time it has";
+    else if (!c.trusted) why = "the box's clock has not been set since it was switched on (it says " + c.text + ")";
+    else if (Math.abs(c.epoch * 1000 - Date.now()) > drift) why = "the box's clock says " + c.text + ", which is not this phone's time";
+    show(box, !!why);
+    if (why) setText("clock-why", "The dates in Usage may be wrong: " + why + ".");
+  }
   function applyStatus(s) {
     var notRunning = document.getElementById("not-running");
     var status = document.getElementById("status");
@@ -33,24 +101,91 @@
     document.querySelectorAll("[data-status-flag]").forEach(function (el) {
       el.classList.toggle("on", !!s[el.getAttribute("data-status-flag")]);
     });
+    if (live) {
+      renderProblems(s.problems);
+      renderCountdown(s.countdown);
+      renderVolume(s);
+      renderClock(s, live);
+    }
   }
   var live = document.getElementById("live");
   if (live && live.dataset.statusUrl) {
+    var message = document.getElementById("panel-message");
+    var say = function (text, kind) {
+      if (!message) return;
+      message.textContent = text || "";
+      message.className = "flash " + (kind || "error");
+      show(message, !!text);
+    };
     var poll = function () {
       fetchJSON(live.dataset.statusUrl).then(applyStatus).catch(function () {});
     };
     poll();
     setInterval(poll, 1000);
+    /* Every press goes as JSON to /panel/press; the page never reloads. */
+    var send = function (action, confirmed, url) {
+      var body = {action: action};
+      if (confirmed) body.confirm = true;
+      return fetchJSON(url || live.dataset.pressUrl, {method: "POST", headers: {"Content-Type": "application/json"},
+                                               body: JSON.stringify(body)})
+        .then(function (data) {
+          if (data._status === 409 && data.confirm) { askStop(); return; }
+          if (data.error) say(data.error); else say("");
+          if (data.status) applyStatus(data.status);
+        })
+        .catch(function () { say("The box did not answer. Check the connection and try again."); });
+    };
+    var ask = document.getElementById("stop-confirm");
+    var askStop = function () {
+      show(ask, true);
+      var yes = document.getElementById("stop-yes");
+      if (yes) yes.focus();
+    };
+    if (ask) {
+      document.getElementById("stop-yes").addEventListener("click", function () {
+        show(ask, false);
+        send("stop", true);
+      });
+      document.getElementById("stop-no").addEventListener("click", function () { show(ask, false); });
+    }
     document.querySelectorAll("form.press").forEach(function (form) {
       form.addEventListener("submit", function (ev) {
         ev.preventDefault();
-        var action = form.elements.action.value;
-        fetchJSON(form.action, {method: "POST", headers: {"Content-Type": "application/json"},
-                                body: JSON.stringify({action: action})})
-          .then(function (data) { if (data.status) applyStatus(data.status); })
-          .catch(function () { form.submit(); });
+        /* getAttribute, never form.action: an <input name="action"> shadows that property */
+        var action = form.elements.namedItem("action").value;
+        if (action === "stop") { askStop(); return; }
+        send(action, false, form.getAttribute("action"));
       });
     });
+    var slider = document.getElementById("volume");
+    var volumeForm = document.getElementById("volume-form");
+    if (slider && volumeForm) {
+      var sendVolume = function () {
+        volumeBusy = false;
+        send("volume:" + slider.value, false);
+      };
+      slider.addEventListener("input", function () {
+        volumeBusy = true;
+        setText("volume-out", slider.value + "%");
+      });
+      slider.addEventListener("change", sendVolume);
+      volumeForm.addEventListener("submit", function (ev) { ev.preventDefault(); sendVolume(); });
+    }
+    var clockButton = document.getElementById("clock-set");
+    if (clockButton && live.dataset.clockUrl) {
+      clockButton.addEventListener("click", function () {
+        clockButton.disabled = true;
+        fetchJSON(live.dataset.clockUrl, {method: "POST", headers: {"Content-Type": "application/json"},
+                                          body: JSON.stringify({epoch_ms: Date.now()})})
+          .then(function (data) {
+            if (data.error) { say(data.error); return; }
+            say("The box's clock is set to this phone's time.", "ok");
+            if (data.status) applyStatus(data.status);
+          })
+          .catch(function () { say("The box did not answer. Check the connection and try again."); })
+          .then(function () { clockButton.disabled = false; });
+      });
+    }
   }
 
   /* Editor: kind switch shows its fields; Listen plays without reloading the page. */

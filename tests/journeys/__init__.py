@@ -1,0 +1,1 @@
+"""Journeys: the box as its users meet it (see tests/journeys/harness.py)."""
