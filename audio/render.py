@@ -108,16 +108,18 @@ _resample = resample  # the old private name, still used by local_admin.circles
 
 
 def decode_recording(path: Path, sample_rate: int) -> np.ndarray:
-    """An uploaded WAV/MP3/OGG/FLAC as mono float samples at `sample_rate`."""
-    import soundfile
+    """An uploaded WAV/MP3/OGG/FLAC as mono float samples at `sample_rate`.
+
+    Decoded in chunks with its length checked from the header first (`audio.recording`), so a
+    small file of hours of sound is refused instead of filling the memory.
+    """
+    from audio.recording import RecordingError, decode_mono
 
     try:
-        data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
-        raise ValueError(f"cannot decode recording {path.name} ({exc})") from exc
-    if data.size == 0:
-        raise ValueError(f"recording {path.name} is empty")
-    return resample(data.mean(axis=1), int(rate), sample_rate)
+        mono = decode_mono(path, sample_rate)
+    except RecordingError as exc:
+        raise ValueError(f"recording {path.name}: {exc}") from exc
+    return np.asarray(mono, dtype=np.float64)
 
 
 def _canonical(value: Any) -> bytes:

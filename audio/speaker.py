@@ -70,8 +70,11 @@ class PygameSpeaker:
         # allowedchanges=0: SDL converts for the device if it must, and our buffers stay
         # exactly 16-bit mono at sample_rate (Sound(buffer=...) is raw frames in that format).
         pygame.mixer.pre_init(sample_rate, -16, 1, buffer_samples, allowedchanges=0)
+        from audio.library_noise import without_library_noise
+
         try:
-            pygame.mixer.init()
+            with without_library_noise():  # SDL's disk-driver banner, ALSA's own error printing
+                pygame.mixer.init()
         except pygame.error as exc:
             which = os.environ.get("SDL_AUDIODRIVER") or "the default driver"
             raise NoAudioDevice(f"no audio output could be opened with {which}: {exc}") from exc

@@ -155,7 +155,7 @@ class Box:
 
     def status(self) -> dict[str, Any]:
         return {
-            **self.engine.status(),
+            **self.engine.status(self.clock()),
             "last_input": self.last_input,
             "health": dict(self.health),
             "faults": list(self.faults),

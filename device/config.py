@@ -27,6 +27,11 @@ from device.datafolder import DataFolder
 ETC_CONFIG = Path("/etc/circlebox/config.yaml")
 ADMIN_CONFIG_NAME = DataFolder(Path("/")).admin_config.name  # <data_dir>/admin-config.yaml
 ENV_PREFIX = "CIRCLEBOX_"
+# Keys the admin layer may never set, whatever /etc says: device names and folders reach
+# programs (arecord -D, SDL's audio driver, the folders every service and the updater read, the
+# speech model the runtime loads), and `protected` says what the admin layer may change. Only
+# /etc/circlebox/config.yaml or the environment sets them (docs/security.md).
+ADMIN_FORBIDDEN = ("paths", "protected", "audio.driver", "listening.device", "listening.commands.model_path")
 
 
 class ConfigError(ValueError):
@@ -312,6 +317,13 @@ def load_config(
 
 
 def _refuse_protected(layer: Mapping[str, Any], protected: Any, source: str) -> None:
+    forbidden = _protected_keys_touched(layer, ADMIN_FORBIDDEN)
+    if forbidden:
+        raise ConfigError(
+            f"{source}: these keys can only be set in {ETC_CONFIG} or the environment, never in "
+            f"the admin page's file: {', '.join(forbidden)}",
+            [(key, f"device names and folders are set in {ETC_CONFIG} only") for key in forbidden],
+        )
     touched = _protected_keys_touched(layer, protected)
     if touched:
         raise ConfigError(

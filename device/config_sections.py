@@ -225,6 +225,33 @@ class CommandsSection(FrozenSection):
         return tuple(w.strip().lower() for w in value)
 
 
+# A capture device for `arecord -D`: a card or device name only. ALSA reads a device string as
+# configuration: `file:"|cmd",raw` runs a shell command and writes the microphone to it, and
+# `tee`, `file`, `plug:...` and friends are plugins that can record the room. So only these
+# PCMs, with plain card/device arguments: default, hw:1,0, plughw:CARD=Device,DEV=0,
+# sysdefault:CARD=x, dsnoop:CARD=x, and the box's own circlebox_in (firmware_config/alsa).
+ALSA_CAPTURE_PCMS = ("default", "sysdefault", "hw", "plughw", "dsnoop", "front", "pulse", "pipewire")
+_ALSA_ARG = r"(?:(?:CARD|DEV|SUBDEV)=)?[A-Za-z0-9_-]{1,32}"
+ALSA_DEVICE = re.compile(
+    rf"(?:{'|'.join(ALSA_CAPTURE_PCMS)}|circlebox_[a-z0-9_]{{1,32}})(?::{_ALSA_ARG}(?:,{_ALSA_ARG}){{0,2}})?"
+)
+MAX_ALSA_DEVICE = 100
+
+
+def alsa_device_problem(value: Any) -> str | None:
+    """Why `value` is not a capture device name we pass to arecord (None: it is one)."""
+    if not isinstance(value, str) or not value.strip():
+        return f"must be an ALSA device name like 'plughw:1,0' or null, not {value!r}"
+    if len(value) > MAX_ALSA_DEVICE or not ALSA_DEVICE.fullmatch(value):
+        shown = value if len(value) <= 60 else value[:60] + "..."
+        return (
+            f"{shown!r} is not a sound card name: use default, hw:1,0, plughw:CARD=Name,DEV=0 "
+            "or sysdefault:CARD=Name (`arecord -L` lists them); plugins such as file or tee "
+            "are not allowed"
+        )
+    return None
+
+
 class ListeningSection(FrozenSection):
     """`listening`: pacing the circle by the room's voices, through the box's microphone.
 
@@ -244,13 +271,20 @@ class ListeningSection(FrozenSection):
     noise_window_s: between(0.5, 30.0)  # a sound that never dips for this long is noise
     self_mute_tail_s: between(0.0, 5.0)  # deaf this long after the box stops playing (echo)
     preroll_s: between(0.0, 1.0)  # audio kept before a speech start, for commands only
+    detector: str  # silero (robust in noise) or webrtc (cheaper, fooled by fans and babble)
+    speech_enter_prob: between(0.05, 0.99)  # detector probability that enters speech
+    speech_exit_prob: between(0.01, 0.95)  # below this a frame is surely not speech
+    end_margin_s: between(0.0, 3.0)  # extra wait at the loudest room paced well; grows with noise
+    too_noisy_db: between(-70.0, -10.0)  # a room louder than this (dBFS) is too noisy to be sure
+    too_noisy_margin_s: between(0.0, 10.0)  # extra wait then: the box waits longer, never cuts in
     commands: CommandsSection
 
     @field_validator("device", mode="before")
     @classmethod
     def _alsa_name(cls, value: Any) -> Any:
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"must be an ALSA device name like 'plughw:1,0' or null, not {value!r}")
+        problem = None if value is None else alsa_device_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("vad_aggressiveness", mode="before")
@@ -259,6 +293,22 @@ class ListeningSection(FrozenSection):
         if isinstance(value, bool) or value not in (0, 1, 2, 3):
             raise ValueError(f"must be 0, 1, 2 or 3, not {value!r}")
         return int(value)
+
+    @field_validator("detector", mode="before")
+    @classmethod
+    def _detector_name(cls, value: Any) -> Any:
+        if value not in ("silero", "webrtc"):
+            raise ValueError(f"must be silero or webrtc, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> ListeningSection:
+        if self.speech_exit_prob > self.speech_enter_prob:
+            raise ValueError(
+                f"speech_exit_prob ({self.speech_exit_prob:g}) must not be above "
+                f"speech_enter_prob ({self.speech_enter_prob:g}): speech is left below the one "
+                "and entered above the other")
+        return self
 
     @field_validator("commands", mode="before")
     @classmethod

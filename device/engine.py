@@ -295,8 +295,11 @@ class Engine:
         """Every action name this engine handles (the vocabulary of device.actions)."""
         return tuple(self._action_handlers)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        """What the engine is doing; `now` (the caller's clock) for the time in circle, else the
+        time of the last event (the engine has no clock of its own)."""
         step = self.step
+        now = self._now if now is None else max(now, self._now)
         return {
             "state": self.state.value,
             "step": step.id if step else None,
@@ -305,7 +308,7 @@ class Engine:
             "steps_total": len(self.script.steps),
             "turn": self.turn,
             "led": self.led,
-            "session_elapsed_s": None if self.session_start is None else round(self._now - self.session_start, 1),
+            "session_elapsed_s": None if self.session_start is None else round(now - self.session_start, 1),
             "volume": round(self.volume, 2),
             "listening_active": self.listening,
             "playing": self.playing,

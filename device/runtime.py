@@ -439,7 +439,8 @@ class Runtime:
         listener = self.listener
         if listener is not None:
             listening.update(level_db=round(listener.level_db, 1), noise_floor_db=round(listener.noise_floor_db, 1),
-                             in_speech=listener.in_speech)
+                             in_speech=listener.in_speech, too_noisy=listener.too_noisy,
+                             noise_note=listener.noise_note)  # the room too loud to be sure of silence
         snap["listening"] = listening
         self._snapshot = snap
 

@@ -21,6 +21,12 @@ from device.actions import ACTIONS
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 BELLS = ("soft_bell", "bell", "warn_bell", "end_bell", "chime")
 MAX_TEXT = 4000
+# Bounds on a circle's YAML, checked before it is parsed or validated: a real circle is a few
+# KB and a few thousand nodes (100 steps at most); hostile text must not stall a page for
+# minutes (40,000 unknown keys once took 117 s to report).
+MAX_SCRIPT_CHARS = 512 * 1024
+MAX_YAML_NODES = 20_000
+MAX_PROBLEMS = 20  # problems listed; the rest are counted ("and 39,990 more")
 
 
 class ScriptError(ValueError):
@@ -337,15 +343,31 @@ class LoadedScript:
         return None if self.path is None else self.path.parent / "recordings"
 
 
-def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
+_KeyIndex = dict[int, dict[Any, yaml.Node]]
+
+
+def _child(node: yaml.MappingNode, key: Any, index: _KeyIndex) -> yaml.Node | None:
+    """The value node under `key` (the first, as before), from an index built once per mapping,
+    so naming the lines of n problems in one mapping costs n look-ups, not n scans."""
+    keys = index.get(id(node))
+    if keys is None:
+        keys = {}
+        for k, v in node.value:
+            keys.setdefault(k.value, v)
+        index[id(node)] = keys
+    return keys.get(key)
+
+
+def _line_of(root: yaml.Node | None, loc: Sequence[Any], index: _KeyIndex | None = None) -> int | None:
     """The YAML line of the node at `loc` (pydantic's error location), or of its nearest parent."""
+    index = {} if index is None else index
     node, line = root, None
     for key in loc:
         if node is None:
             break
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
+            node = _child(node, key, index)
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
             node = node.value[key] if key < len(node.value) else None
         else:
@@ -358,7 +380,9 @@ def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
 _STEP_KINDS = ("say", "exercise", "round", "timer", "bell")
 
 
-def _describe_error(err: dict[str, Any], raw: Any, root: yaml.Node | None) -> str:
+def _describe_error(
+    err: dict[str, Any], raw: Any, root: yaml.Node | None, index: _KeyIndex | None = None
+) -> str:
     loc = list(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in _STEP_KINDS:
@@ -366,7 +390,7 @@ def _describe_error(err: dict[str, Any], raw: Any, root: yaml.Node | None) -> st
     union_tags = ("str", "Pause", "Recording", "SpokenBetween", "constrained-str")
     yaml_loc = [p for p in loc if not (isinstance(p, str) and (
         p in union_tags or p.startswith(("function-", "literal[", "tuple["))))]
-    line = _line_of(root, yaml_loc)
+    line = _line_of(root, yaml_loc, index)
     where = ""
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         index = loc[1]
@@ -403,10 +427,10 @@ def _union_key(err: dict[str, Any]) -> tuple[Any, ...] | None:
     return None
 
 
-def _union_message(err: dict[str, Any], errors: list[dict[str, Any]], key: tuple[Any, ...]) -> str:
+def _union_message(related: list[dict[str, Any]], key: tuple[Any, ...]) -> str:
+    """One message for a value that matched none of a union's forms (`related`: its errors)."""
     if key[-1] == "between_turns":
         return "must be soft_bell, bell, chime, none, or {say: text}"
-    related = [e for e in errors if tuple(e["loc"])[: len(key)] == key]
     for e in related:
         if e["loc"][-1] == "pause" and e["type"] in ("greater_than", "less_than_equal"):
             return "pause must be more than 0 and at most 120 seconds"
@@ -415,15 +439,95 @@ def _union_message(err: dict[str, Any], errors: list[dict[str, Any]], key: tuple
     return _PARTS_HELP
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+
+
+def _count_nodes(root: yaml.Node | None, limit: int) -> int:
+    """How many distinct nodes the tree has, counting stops just past `limit` (no recursion)."""
+    seen: set[int] = set()
+    todo = [root] if root is not None else []
+    while todo and len(seen) <= limit:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            todo.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+    return len(seen)
+
+
+def compose_circle_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML tree (for line numbers) and its plain value, parsed once, within the bounds."""
+    if len(text) > MAX_SCRIPT_CHARS:
+        raise ScriptError(source, [
+            f"is {len(text):,} characters; a circle file may be at most {MAX_SCRIPT_CHARS:,} "
+            "(split a long circle into two)"
+        ])
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if _count_nodes(root, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ScriptError(source, [
+                f"has more than {MAX_YAML_NODES:,} entries (keys, values and list items); "
+                "a circle has far fewer: check that the file is a circle"
+            ])
+        raw = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    return root, raw
+
+
+def _problems(exc: ValidationError, raw: Any, root: yaml.Node | None) -> list[str]:
+    """pydantic's findings in the therapist's words, each once, at most MAX_PROBLEMS of them
+    and a count of the rest; linear in the number of findings."""
+    errors = exc.errors()
+    if any(len(e["loc"]) >= 2 and e["loc"][0] == "steps" for e in errors):
+        # "steps has 0 items" only echoes that every step failed: the step errors say why
+        errors = [e for e in errors if not (tuple(e["loc"]) == ("steps",) and e["type"] == "too_short")]
+    by_union: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for err in errors:
+        key = _union_key(err)
+        if key is not None:
+            by_union.setdefault(key, []).append(err)
+    problems: list[str] = []
+    seen: set[str] = set()
+    more = 0
+    index: _KeyIndex = {}
+    described_unions: set[tuple[Any, ...]] = set()
+    for err in errors:
+        union_key = _union_key(err)
+        if union_key is not None:
+            if union_key in described_unions:
+                continue
+            described_unions.add(union_key)
+            msg = _union_message(by_union[union_key], union_key)
+            err = {**err, "loc": union_key, "type": "union", "msg": msg}
+        text_ = _describe_error(err, raw, root, index)
+        if text_ in seen:
+            continue
+        seen.add(text_)
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(text_)
+        else:
+            more += 1
+    if more:
+        problems.append(f"and {more:,} more problem{'s' if more > 1 else ''} (fix these first)")
+    return problems
+
+
 def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScript:
     """Parse and validate script text; raises ScriptError naming source, step, field and line."""
     try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
+        root, raw = compose_circle_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""
-        raise ScriptError(source, [f"not valid YAML{at}: {getattr(exc, 'problem', exc)}"]) from exc
+        problem = getattr(exc, "problem", exc)
+        if problem == "exceeded maximum nesting depth":  # libyaml's own limit (1,000 levels)
+            problem = "nested too deeply"
+        raise ScriptError(source, [f"not valid YAML{at}: {problem}"]) from exc
     except RecursionError as exc:  # brackets nested thousands deep: the parser recurses per level
         raise ScriptError(source, ["not valid YAML: nested too deeply"]) from exc
     if not isinstance(raw, dict):
@@ -437,23 +541,7 @@ def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScri
     except RecursionError as exc:  # a self-referencing YAML alias (&a [*a]) or a very deep tree
         raise ScriptError(source, ["field (top level): nested too deeply (or refers to itself)"]) from exc
     except ValidationError as exc:
-        problems = []
-        errors = exc.errors()
-        if any(len(e["loc"]) >= 2 and e["loc"][0] == "steps" for e in errors):
-            # "steps has 0 items" only echoes that every step failed: the step errors say why
-            errors = [e for e in errors if not (tuple(e["loc"]) == ("steps",) and e["type"] == "too_short")]
-        seen_unions: set[tuple[Any, ...]] = set()
-        for err in errors:
-            union_key = _union_key(err)
-            if union_key is not None:
-                if union_key in seen_unions:
-                    continue
-                seen_unions.add(union_key)
-                err = {**err, "loc": union_key, "type": "union", "msg": _union_message(err, errors, union_key)}
-            text_ = _describe_error(err, raw, root)
-            if text_ not in problems:
-                problems.append(text_)
-        raise ScriptError(source, problems) from exc
+        raise ScriptError(source, _problems(exc, raw, root)) from exc
     return LoadedScript(script=script, path=path, text=text)
 
 

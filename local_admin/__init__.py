@@ -19,11 +19,17 @@ from device.config import Config
 from device.control import socket_path
 from local_admin.backends import Control
 from local_admin.jobs import RenderQueue
-from local_admin.security import HostCheck, PasswordStore, RateLimiter, ensure_session_key
+from local_admin.limits import FORM_BYTES, VISITOR_BYTES, body_limit, too_big_message
+from local_admin.security import (
+    HostCheck,
+    PasswordStore,
+    RateLimiter,
+    ensure_session_key,
+    logged_in,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a script file or a recording of a few minutes
 PUBLIC_ENDPOINTS = {"auth.setup", "auth.login", "static"}
 
 
@@ -106,7 +112,7 @@ def create_app(
     app.config.update(
         SECRET_KEY=ensure_session_key(data_dir),
         TESTING=testing,
-        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
+        MAX_CONTENT_LENGTH=FORM_BYTES,  # _guard sets each request's own (local_admin.limits)
         SESSION_COOKIE_NAME="circlebox_admin",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -123,13 +129,29 @@ def create_app(
         # First of all, before CSRF and login: a foreign Host (DNS rebinding) gets nothing.
         if not state().hosts.allowed(request.host):
             abort(400, description="This address is not one of the box's own names.")
-        if request.endpoint == "system.upload_bundle":
-            # an update bundle (voices can be hundreds of MB) streams to disk, never into memory
-            from device.update.inbox import MAX_UPLOAD
 
-            request.max_content_length = MAX_UPLOAD
+    @app.before_request
+    def _guard():
+        # Registered before CSRFProtect, so it runs before anything reads the body: the size
+        # limit for this route (small unless logged in) and the login check come first.
+        st = state()
+        is_in = logged_in(session, st.passwords)
+        request.max_content_length = body_limit(request.endpoint, is_in)
+        if (request.content_length or 0) > request.max_content_length:
+            abort(413)
+        if request.endpoint in PUBLIC_ENDPOINTS:
+            return None
+        if not st.passwords.is_set():
+            return _need("auth.setup")
+        if not is_in:
+            session.pop("admin", None)  # keep the CSRF secret: the login form still works
+            session.pop("stamp", None)
+            return _need("auth.login")
+        return None
 
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
+    # streams its body and checks the token itself (CSRFProtect would spool the whole form)
+    csrf.exempt("local_admin.system.upload_bundle")
     passwords = PasswordStore(data_dir)
     passwords.setup_code()  # first start: make sure there is a code to set the password with
     _finish_interrupted_saves(data_dir)
@@ -145,19 +167,6 @@ def create_app(
 
     for bp in (auth.bp, circles.bp, panel.bp, settings.bp, usage.bp, system.bp):
         app.register_blueprint(bp)
-
-    @app.before_request
-    def _guard():
-        st = state()
-        if request.endpoint in PUBLIC_ENDPOINTS:
-            return None
-        if not st.passwords.is_set():
-            return _need("auth.setup")
-        if not logged_in(session, st.passwords):
-            session.pop("admin", None)  # keep the CSRF secret: the login form still works
-            session.pop("stamp", None)
-            return _need("auth.login")
-        return None
 
     @app.after_request
     def _headers(response):
@@ -200,8 +209,7 @@ def create_app(
 
     @app.errorhandler(413)
     def _too_big(exc):
-        limit = MAX_UPLOAD_BYTES // (1024 * 1024)
-        message = f"The file is too big (the limit is {limit} MB). Nothing was saved."
+        message = too_big_message(request.max_content_length or VISITOR_BYTES)
         if _wants_json():
             return jsonify(error=message), 413
         return render_template("error.html", title="File too big", message=message), 413

@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from flask import (
     url_for,
 )
 
+from audio.recording import MAX_RECORDING_S
 from device.config import ConfigError
 from device.datafolder import DataFolder
 from device.fsutil import atomic_write_bytes
@@ -34,7 +37,6 @@ bp = Blueprint("circles", __name__, url_prefix="/circles")
 
 PREVIEW_SET = "_admin-preview"  # not a valid script id, so never mistaken for a circle's set
 AUDIO_TYPES = (".wav", ".mp3", ".ogg", ".oga", ".flac")
-MAX_RECORDING_S = 15 * 60
 LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 
 
@@ -359,7 +361,11 @@ def _build(form: dict, is_new: bool, script_id: str | None) -> tuple[dict, dict,
     return data, errors, [], version, base
 
 
-def _validate(data: dict, form: dict, errors: dict) -> tuple[LoadedScript | None, list[str]]:
+def _validate(
+    data: dict, form: dict, errors: dict, pending: Collection[str] = ()
+) -> tuple[LoadedScript | None, list[str]]:
+    """The circle the form describes, or None with the problems; `pending`: recordings just
+    uploaded, which count as present although they are written only if the form is taken."""
     text = store.dump_yaml(data)
     try:
         loaded = parse_script(text, data.get("script") or "circle")
@@ -368,19 +374,23 @@ def _validate(data: dict, form: dict, errors: dict) -> tuple[LoadedScript | None
         for key, msg in fields.items():
             errors.setdefault(key, msg)
         return None, general
-    missing = _missing_recordings(loaded)
+    missing = _missing_recordings(loaded, pending)
     for index, name in missing:
         errors.setdefault(f"s{index}_text", f"the recording {name} is not on the box; upload it")
     return (None if missing else loaded), []
 
 
-def _missing_recordings(loaded: LoadedScript) -> list[tuple[int, str]]:
+def _missing_recordings(loaded: LoadedScript, pending: Collection[str] = ()) -> list[tuple[int, str]]:
     rec_dir = store.recordings_dir(state().data_dir)
     missing = []
     for index, step in enumerate(loaded.script.steps):
         for field_name in ("say", "prompt"):
             for part in getattr(step, field_name, None) or ():
-                if isinstance(part, Recording) and not (rec_dir / part.audio).is_file():
+                if (
+                    isinstance(part, Recording)
+                    and part.audio not in pending
+                    and not (rec_dir / part.audio).is_file()
+                ):
                     missing.append((index, part.audio))
     return missing
 
@@ -392,7 +402,7 @@ def _handle_post(script_id: str | None):
         form["script"] = script_id
     op = request.form.get("op", "check")
     errors: dict[str, str] = {}
-    _take_uploads(form, errors)
+    pending = _take_uploads(form, errors)
     # Structure edits: no validation, just the changed form back (works without JavaScript).
     kind_match = re.match(r"^(add|del|up|down|listen):?(\d*)$", op)
     if kind_match and kind_match[1] != "listen":
@@ -413,9 +423,11 @@ def _handle_post(script_id: str | None):
             elif action == "down" and index < len(steps) - 1:
                 steps[index + 1], steps[index] = steps[index], steps[index + 1]
                 focus = index + 1
+        _keep(pending)  # an edit of the form's shape, not a refusal: the steps show them
         return _editor(form, is_new=is_new, errors=errors, focus=focus)
     if kind_match and kind_match[1] == "listen":
         index = int(kind_match[2] or 0)
+        _keep(pending)  # the preview plays it
         url, problem = _preview(form, index, errors)
         listen = {"index": index, "url": url, "error": problem}
         return _editor(
@@ -423,23 +435,36 @@ def _handle_post(script_id: str | None):
         )
     data, build_errors, _general, version, _base = _build(form, is_new, script_id)
     errors.update(build_errors)
-    loaded, general = _validate(data, form, errors)
+    loaded, general = _validate(data, form, errors, pending)
     if errors or general or loaded is None:
+        _drop(pending, form, errors)  # a refused form writes nothing
         return _editor(form, is_new=is_new, errors=errors, general=general, status=400)
+    _keep(pending)
     if op == "check":
         flash("No problems found. Press Save to keep it and make it ready for the box.", "ok")
         return _editor(form, is_new=is_new)
     return _start_save(loaded.script.script, version, loaded.text)
 
 
-def _take_uploads(form: dict, errors: dict) -> None:
-    """A recording uploaded for a step replaces the step's text with that recording."""
+@dataclass
+class _Upload:
+    """A recording uploaded for a step, checked and converted, not yet written."""
+
+    index: int
+    wav: bytes
+    text_before: str
+
+
+def _take_uploads(form: dict, errors: dict) -> dict[str, _Upload]:
+    """A recording uploaded for a step replaces the step's text with that recording. Each is
+    checked and converted now, but written only once the form is taken (`_keep`)."""
+    pending: dict[str, _Upload] = {}
     for index, step in enumerate(form["steps"]):
         upload = request.files.get(f"s{index}_recording")
         if upload is None or not upload.filename:
             continue
         try:
-            name = save_recording(
+            name, wav = prepare_recording(
                 upload.read(),
                 upload.filename,
                 form["script"] or "circle",
@@ -448,50 +473,55 @@ def _take_uploads(form: dict, errors: dict) -> None:
         except ValueError as exc:
             errors[f"s{index}_recording"] = str(exc)
         else:
+            pending[name] = _Upload(index, wav, step["text"])
             step["text"] = f"[recording {name}]"
+    return pending
 
 
-def save_recording(data: bytes, filename: str, script_id: str, step_id: str) -> str:
-    """Check, decode and normalise an uploaded recording; store it as a WAV; return its name."""
+def _keep(pending: dict[str, _Upload]) -> None:
+    for name, upload in pending.items():
+        atomic_write_bytes(store.recordings_dir(state().data_dir) / name, upload.wav)
+
+
+def _drop(pending: dict[str, _Upload], form: dict, errors: dict) -> None:
+    """The form was refused: its recordings are not kept; the steps get their text back."""
+    for upload in pending.values():
+        step = form["steps"][upload.index]
+        step["text"] = upload.text_before
+        errors.setdefault(
+            f"s{upload.index}_recording",
+            "this recording was not kept because the circle has problems; "
+            "fix them, then choose the file again",
+        )
+
+
+def prepare_recording(data: bytes, filename: str, script_id: str, step_id: str) -> tuple[str, bytes]:
+    """Check, decode and normalise an uploaded recording: (its name, its WAV bytes)."""
     import numpy as np
-    import soundfile
 
     from audio import loudness
     from audio.cache import wav_bytes
-    from audio.render import _resample
+    from audio.recording import decode_mono
 
     if not filename.lower().endswith(AUDIO_TYPES):
         raise ValueError("use a WAV, MP3, OGG or FLAC file")
     if len(data) < 100:
         raise ValueError("this file is empty or too short to be a recording")
-    try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float64", always_2d=True)
-    except Exception as exc:
-        raise ValueError(
-            f"this file cannot be read as sound ({type(exc).__name__}); save it again as WAV or MP3"
-        ) from exc
-    if samples.size == 0 or rate <= 0:
-        raise ValueError("this recording is empty")
-    if not np.all(np.isfinite(samples)):  # a float WAV can hold NaN or infinity: not sound
-        raise ValueError("this recording is damaged (some samples are not numbers); save it again as WAV or MP3")
-    seconds = samples.shape[0] / rate
-    if seconds < 0.3:
+    target = state().config.audio.sample_rate
+    # length from the header first, then decoded in chunks (audio.recording: a RecordingError
+    # is a ValueError in plain words: unreadable, too long, empty, damaged)
+    mono = decode_mono(io.BytesIO(data), target, max_seconds=MAX_RECORDING_S)
+    if mono.size / target < 0.3:
         raise ValueError("this recording is shorter than a third of a second")
-    if seconds > MAX_RECORDING_S:
-        raise ValueError(f"this recording is {seconds / 60:.0f} minutes; keep one under 15")
-    mono = samples.mean(axis=1)
     if not np.any(np.abs(mono) > 1e-4):
         raise ValueError("this recording is silent")
-    target = state().config.audio.sample_rate
-    mono = _resample(mono, int(rate), target)
     mono = loudness.normalise(mono, target, state().config.audio.loudness_lufs)
     wav = wav_bytes(loudness.to_pcm16(loudness.fade(mono, target)), target)
     digest = hashlib.sha256(wav).hexdigest()[:10]
     safe_step = re.sub(r"[^a-z0-9_-]", "-", step_id.lower())[:40] or "step"
     safe_script = re.sub(r"[^a-z0-9_-]", "-", script_id.lower())[:40] or "circle"
     name = f"{safe_script}-{safe_step}-{digest}.wav"
-    atomic_write_bytes(store.recordings_dir(state().data_dir) / name, wav)
-    return name
+    return name, wav
 
 
 # -- listen
@@ -622,6 +652,8 @@ def _start_save(script_id: str, version: int, text: str):
     cache_dir = _cache_dir()
     voices_dir = st.config.paths.voices_dir
     render_script = st.render_script
+    control = st.control  # the job runs on its own thread, outside the request
+    configured = st.config.session.script  # which circle the box runs, asked once it is live
 
     def work(job):
         def progress(done: int, total: int, prompt_id: str, reused: bool) -> None:
@@ -633,10 +665,13 @@ def _start_save(script_id: str, version: int, text: str):
             loaded, cache_dir, voices_dir=voices_dir, settings=settings, progress=progress
         )
         store.activate(data_dir, script_id, text)
-        return (
-            f"Version {version} is ready: {len(result.rendered)} prompts rendered, "
-            f"{len(result.reused)} reused."
-        )
+        ready = (f"Version {version} is ready: {len(result.rendered)} prompts rendered, "
+                 f"{len(result.reused)} reused.")
+        if store.active_id(data_dir, configured) != script_id:
+            return f"{ready} Press \"Use on the box\" on the Circles page to play it."
+        from local_admin.applies import Change, tell_box
+
+        return f"{ready} {tell_box(control, Change(f'version {version}'))}"
 
     job = st.renders.submit(script_id, version, work)
     return redirect(url_for("circles.job", job_id=job.id))

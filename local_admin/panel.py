@@ -179,6 +179,21 @@ def parts_view(status: dict | None, extra_health: dict | None = None) -> list[di
     return out
 
 
+def last_input_words(last: dict | None) -> str:
+    """The last press in a facilitator's words: "Next, on the box's next button"."""
+    if not last:
+        return "nothing yet"
+    action = str(last.get("action", ""))
+    what = LABELS.get(action) or action.replace("goto:", "Go to step ").replace("volume:", "Volume ")
+    source = str(last.get("source", ""))
+    if source.startswith("button:"):
+        where = f"the box's {source.split(':', 1)[1]} button"
+    else:
+        where = {"admin": "this page", "keyboard": "the keyboard", "voice": "a spoken command",
+                 "buttons:chord": "two buttons held together"}.get(source, source or "?")
+    return f"{what}, from {where}"
+
+
 def status_view(status: dict | None, problem: str | None, extra_health: dict | None = None) -> dict:
     """The status as the page shows it (also what status.json returns, and /system/ reads)."""
     if status is None:
@@ -217,14 +232,12 @@ def status_view(status: dict | None, problem: str | None, extra_health: dict | N
         "countdown": countdown_view(status.get("countdown")),
         "clock": clock_view(status.get("clock")),
         "last_input": last,
-        "last_input_text": (
-            f"{last.get('source', '?')} {last.get('name', '')} -> {last.get('action', '')}"
-            if last
-            else "nothing yet"
-        ),
+        "last_input_text": last_input_words(last),
         "level_db": listening.get("level_db"),
         "noise_floor_db": listening.get("noise_floor_db"),
         "in_speech": bool(listening.get("in_speech")),
+        "too_noisy": bool(listening.get("too_noisy")),
+        "noise_note": listening.get("noise_note") or "",
         "commands": listening.get("commands"),
         "health": status.get("health") or {},
         "parts": parts_view(status, extra_health),
@@ -295,9 +308,13 @@ def _send(action: str):
 def press():
     """An on-screen button. Stop ends the circle, so it asks first: the page's script asks in
     the page (and sends confirm: true); without JavaScript a confirmation page asks."""
-    body = request.get_json(silent=True) if request.is_json else None
-    body = body if isinstance(body, dict) else {}
-    action = str((body.get("action") if request.is_json else request.form.get("action")) or "")
+    body = request.get_json(silent=True) if request.is_json else {}
+    if not isinstance(body, dict):  # an array, a number, text or broken JSON
+        return jsonify(error='Send the press as a JSON object, like {"action": "next"}.'), 400
+    raw = body.get("action") if request.is_json else request.form.get("action")
+    if raw is not None and not isinstance(raw, str):
+        return jsonify(error='The action must be text, like {"action": "next"}.'), 400
+    action = raw or ""
     confirmed = body.get("confirm") is True if request.is_json else request.form.get("confirm") == "yes"
     if action.strip() == "stop" and not confirmed:
         if request.is_json:

@@ -27,7 +27,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +195,13 @@ class PasswordStore:
             atomic_write_text(path, code + "\n", mode=0o600)
             _match_owner(path, self.data.session_key)
             return code
+
+
+def logged_in(session: Mapping, passwords: PasswordStore) -> bool:
+    """Does this (decoded) session cookie belong to a live login? One rule for the page guard
+    and the server's pre-body check (local_admin.serving)."""
+    stamp = session.get("stamp")
+    return bool(session.get("admin")) and isinstance(stamp, str) and stamp == passwords.session_stamp()
 
 
 def password_problem(password: str, confirm: str) -> str | None:

@@ -26,6 +26,7 @@ from device.script import (
     Pause,
     Recording,
     ScriptError,
+    compose_circle_yaml,
     load_script,
     packaged_scripts_dir,
     parse_script,
@@ -225,14 +226,13 @@ def load(data_dir: Path, script_id: str) -> LoadedScript:
     return load_script(path)
 
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on the Pi
 _INFO_CACHE: dict[tuple[str, int, int], CircleInfo] = {}
 
 
 def raw_dict(text: str) -> dict[str, Any]:
     try:
-        data = yaml.load(text, Loader=_Loader)  # a safe loader (libyaml when present)
-    except yaml.YAMLError:
+        _root, data = compose_circle_yaml(text, "circle")  # bounded, libyaml when present
+    except (yaml.YAMLError, ScriptError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

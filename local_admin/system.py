@@ -8,7 +8,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from local_admin import state
 from local_admin.panel import get_status, status_view
@@ -109,20 +109,37 @@ def system():
 
 @bp.route("/update", methods=["POST"])
 def upload_bundle():
-    """A .cbx from the technician's phone or laptop: into the inbox; the box's updater does the rest."""
-    from device.update.inbox import UploadRefused, accept_upload
+    """A .cbx from the technician's phone or laptop, streamed into the inbox (see
+    local_admin.bundle_upload); the box's updater does the rest. Exempt from CSRFProtect,
+    which would read the whole form first: the token is checked in the stream instead."""
+    from device.update.inbox import UploadRefused
+    from local_admin.bundle_upload import take_form, take_raw
 
-    upload = request.files.get("bundle")
-    if upload is None or not upload.filename:
-        flash("Choose an update file (.cbx) first.", "error")
-        return redirect(url_for("system.system"))
+    data_dir = state().data_dir
     try:
-        accept_upload(iter(lambda: upload.stream.read(1024 * 1024), b""), state().data_dir)
+        if request.mimetype == "application/octet-stream":
+            token = request.headers.get("X-CSRFToken")
+            take_raw(request.stream, request.content_length, token, data_dir)
+        elif request.mimetype == "multipart/form-data" and request.mimetype_params.get("boundary"):
+            take_form(request.stream, request.mimetype_params["boundary"], data_dir)
+        else:
+            raise UploadRefused("send the update file with the Upload button on this page")
     except UploadRefused as exc:
-        flash(f"Not accepted: {exc}.", "error")
-        return redirect(url_for("system.system"))
-    flash("Uploaded. The box is checking the update now and says what it is doing; "
-          "the result appears here under Last update.", "ok")
+        return _upload_answer(False, f"Not accepted: {exc}.")
+    except OSError as exc:
+        return _upload_answer(False, f"Not accepted: the box could not store the file ({exc}).")
+    return _upload_answer(
+        True,
+        "Uploaded. The box is checking the update now and says what it is doing; "
+        "the result appears here under Last update.",
+    )
+
+
+def _upload_answer(ok: bool, message: str):
+    """JSON for the page's script; a flash and the System page otherwise."""
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(ok=ok, message=message), (200 if ok else 400)
+    flash(message, "ok" if ok else "error")
     return redirect(url_for("system.system"))
 
 

@@ -18,6 +18,22 @@ from device.content import cache_dir, ensure_rendered, resolve_script
 from device.script import packaged_scripts_dir
 
 DEFAULT_SCRIPT = "three-step-circle"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, driven by Playwright (no downloaded browser)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the whole run: Playwright's sync API allows one per thread."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (/usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

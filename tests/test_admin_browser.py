@@ -22,22 +22,9 @@ from test_admin_support import PASSWORD, make_config, serve_fake_box, setup_code
 
 from device.script import load_script
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 800}
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
-
 
 @pytest.fixture
 def server(tmp_path):
@@ -78,141 +65,141 @@ def shot(page, name, full_page=True):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
-def test_walk_through_the_admin_page(server, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_walk_through_the_admin_page(server, tmp_path, chromium):
+    from playwright.sync_api import expect
+
+    browser = chromium
 
     url, data_dir, box = server["url"], server["data_dir"], server["box"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = browser.new_context(viewport=PHONE, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
+    context = browser.new_context(viewport=PHONE, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
 
-        # -- first-time setup with the setup code --------------------------------------------
-        page.goto(url + "/")
-        expect(page).to_have_url(url + "/setup")
-        shot(page, "setup")
-        page.fill("#code", "000000" if setup_code(data_dir) != "000000" else "111111")
-        page.fill("#password", PASSWORD)
-        page.fill("#confirm", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page.locator("#err-code")).to_contain_text("not the box's setup code")
-        page.fill("#code", setup_code(data_dir))
-        page.fill("#password", PASSWORD)
-        page.fill("#confirm", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page).to_have_url(url + "/panel/")
+    # -- first-time setup with the setup code --------------------------------------------
+    page.goto(url + "/")
+    expect(page).to_have_url(url + "/setup")
+    shot(page, "setup")
+    page.fill("#code", "000000" if setup_code(data_dir) != "000000" else "111111")
+    page.fill("#password", PASSWORD)
+    page.fill("#confirm", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#err-code")).to_contain_text("not the box's setup code")
+    page.fill("#code", setup_code(data_dir))
+    page.fill("#password", PASSWORD)
+    page.fill("#confirm", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(url + "/panel/")
 
-        # -- login ---------------------------------------------------------------------------
-        page.click("text=Log out")
-        expect(page).to_have_url(url + "/login")
-        shot(page, "login")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page.locator("h1")).to_have_text("Live panel")
+    # -- login ---------------------------------------------------------------------------
+    page.click("text=Log out")
+    expect(page).to_have_url(url + "/login")
+    shot(page, "login")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Live panel")
 
-        # -- the live panel: press an on-screen button and see the state change ---------------
-        expect(page.locator("#state")).to_have_text("Ready, not started")
-        page.click("button[data-action=next]")
-        expect(page.locator("#state")).to_have_text("Speaking")
-        expect(page.locator("#step")).to_have_text("Welcome")
-        assert box.pressed[-1] == ("next", "admin")
-        page.click("button[data-action=next]")
-        expect(page.locator("#step")).to_have_text("Step one: grounding breath")
-        shot(page, "panel")
+    # -- the live panel: press an on-screen button and see the state change ---------------
+    expect(page.locator("#state")).to_have_text("Ready, not started")
+    page.click("button[data-action=next]")
+    expect(page.locator("#state")).to_have_text("Speaking")
+    expect(page.locator("#step")).to_have_text("Welcome")
+    assert box.pressed[-1] == ("next", "admin")
+    page.click("button[data-action=next]")
+    expect(page.locator("#step")).to_have_text("Step one: grounding breath")
+    shot(page, "panel")
 
-        # -- writing a new three-step circle -------------------------------------------------
-        page.click("nav >> text=Circles")
-        shot(page, "circles")
-        page.click("text=Write a new circle")
-        page.fill("#script", "evening-circle")
-        page.fill("#title", "Evening circle")
-        page.fill("#s0_id", "welcome")
-        page.fill("#s0_text", "Good evening, everyone. Welcome to the circle.")
-        page.check("input[name=s0_core]")
-        page.select_option("#new_kind", "round")
-        page.click("button[value=add]")
-        page.fill("#s1_id", "share")
-        page.fill("#s1_title", "Sharing round")
-        page.fill("#s1_text", "Each person may share one thing from today.")
-        page.fill("#s1_warn_s", "200")  # after the wrap-up: a mistake to show
-        page.fill("#s1_max_s", "120")
-        page.select_option("#new_kind", "say")
-        page.click("button[value=add]")
-        page.fill("#s2_id", "close")
-        page.fill("#s2_text", "Thank you for coming. The circle is closed.")
-        page.click(".toolbar >> button[value=check]")
+    # -- writing a new three-step circle -------------------------------------------------
+    page.click("nav >> text=Circles")
+    shot(page, "circles")
+    page.click("text=Write a new circle")
+    page.fill("#script", "evening-circle")
+    page.fill("#title", "Evening circle")
+    page.fill("#s0_id", "welcome")
+    page.fill("#s0_text", "Good evening, everyone. Welcome to the circle.")
+    page.check("input[name=s0_core]")
+    page.select_option("#new_kind", "round")
+    page.click("button[value=add]")
+    page.fill("#s1_id", "share")
+    page.fill("#s1_title", "Sharing round")
+    page.fill("#s1_text", "Each person may share one thing from today.")
+    page.fill("#s1_warn_s", "200")  # after the wrap-up: a mistake to show
+    page.fill("#s1_max_s", "120")
+    page.select_option("#new_kind", "say")
+    page.click("button[value=add]")
+    page.fill("#s2_id", "close")
+    page.fill("#s2_text", "Thank you for coming. The circle is closed.")
+    page.click(".toolbar >> button[value=check]")
 
-        # -- a validation error, shown at the field ------------------------------------------
-        expect(page.locator("#err-s1_warn_s")).to_contain_text("must be less than")
-        expect(page.locator("#s1_warn_s")).to_have_attribute("aria-invalid", "true")
-        expect(page.locator("#s1_warn_s")).to_have_value("200")  # nothing typed is lost
-        shot(page, "editor-error", full_page=False)
-        page.locator("#step-1").scroll_into_view_if_needed()
-        shot(page, "editor", full_page=False)
-        page.fill("#s1_warn_s", "90")
+    # -- a validation error, shown at the field ------------------------------------------
+    expect(page.locator("#err-s1_warn_s")).to_contain_text("must be less than")
+    expect(page.locator("#s1_warn_s")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#s1_warn_s")).to_have_value("200")  # nothing typed is lost
+    shot(page, "editor-error", full_page=False)
+    page.locator("#step-1").scroll_into_view_if_needed()
+    shot(page, "editor", full_page=False)
+    page.fill("#s1_warn_s", "90")
 
-        # -- listening to a step: a real WAV from the real Piper voice ------------------------
-        page.click("#step-0 button[data-listen]")
-        audio = page.locator("#audio-0")
-        audio.wait_for(state="attached", timeout=120_000)
-        src = audio.get_attribute("src")
-        wav = context.request.get(url + src)
-        assert wav.ok and wav.headers["content-type"].startswith("audio/wav")
-        body = wav.body()
-        assert body[:4] == b"RIFF" and body[8:12] == b"WAVE"
-        with wave.open(io.BytesIO(body)) as w:
-            seconds = w.getnframes() / w.getframerate()
-        assert seconds > 1.5, seconds  # a spoken sentence, not a click
+    # -- listening to a step: a real WAV from the real Piper voice ------------------------
+    page.click("#step-0 button[data-listen]")
+    audio = page.locator("#audio-0")
+    audio.wait_for(state="attached", timeout=120_000)
+    src = audio.get_attribute("src")
+    wav = context.request.get(url + src)
+    assert wav.ok and wav.headers["content-type"].startswith("audio/wav")
+    body = wav.body()
+    assert body[:4] == b"RIFF" and body[8:12] == b"WAVE"
+    with wave.open(io.BytesIO(body)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    assert seconds > 1.5, seconds  # a spoken sentence, not a click
 
-        # -- saving: the progress bar reaches 100 %, then the new version is live ------------
-        page.click(".toolbar >> button[value=save]")
-        expect(page.locator("h1")).to_contain_text("Saving evening-circle, version 1")
-        expect(page.locator("#job-percent")).to_have_text("100%", timeout=240_000)
-        expect(page.locator("#job-message")).to_contain_text("Version 1 is ready")
-        assert page.locator("#job-progress").get_attribute("value") == "100"
-        shot(page, "saving")
-        live = load_script(data_dir / "scripts" / "evening-circle.yaml").script
-        assert live.version == 1 and [s.id for s in live.steps] == ["welcome", "share", "close"]
-        assert live.steps[1].turns.warn_s == 90
-        manifest = json.loads((data_dir / "cache" / "sets" / "evening-circle.json").read_text())
-        assert manifest["meta"]["version"] == 1 and "step:share" in manifest["prompts"]
-        page.click("text=All circles")
-        expect(page.locator("li.circle", has_text="Evening circle")).to_contain_text("version 1")
+    # -- saving: the progress bar reaches 100 %, then the new version is live ------------
+    page.click(".toolbar >> button[value=save]")
+    expect(page.locator("h1")).to_contain_text("Saving evening-circle, version 1")
+    expect(page.locator("#job-percent")).to_have_text("100%", timeout=240_000)
+    expect(page.locator("#job-message")).to_contain_text("Version 1 is ready")
+    assert page.locator("#job-progress").get_attribute("value") == "100"
+    shot(page, "saving")
+    live = load_script(data_dir / "scripts" / "evening-circle.yaml").script
+    assert live.version == 1 and [s.id for s in live.steps] == ["welcome", "share", "close"]
+    assert live.steps[1].turns.warn_s == 90
+    manifest = json.loads((data_dir / "cache" / "sets" / "evening-circle.json").read_text())
+    assert manifest["meta"]["version"] == 1 and "step:share" in manifest["prompts"]
+    page.click("text=All circles")
+    expect(page.locator("li.circle", has_text="Evening circle")).to_contain_text("version 1")
 
-        # -- usage: table, charts, CSV and DHIS2 JSON downloads ------------------------------
-        page.click("nav >> text=Usage")
-        expect(page.locator("#total-sessions")).to_have_text("6")
-        shot(page, "usage")
-        with page.expect_download() as dl:
-            page.click("#export-csv")
-        csv_text = Path(dl.value.path()).read_text()
-        assert (
-            csv_text.splitlines()[0].startswith("id,box,script") and len(csv_text.splitlines()) == 7
-        )
-        with page.expect_download() as dl:
-            page.click("#export-dhis2-json")
-        body = json.loads(Path(dl.value.path()).read_text())
-        assert {v["dataElement"] for v in body["dataValues"]} == {"CbxSess0001", "CbxAtt00001"}
+    # -- usage: table, charts, CSV and DHIS2 JSON downloads ------------------------------
+    page.click("nav >> text=Usage")
+    expect(page.locator("#total-sessions")).to_have_text("6")
+    shot(page, "usage")
+    with page.expect_download() as dl:
+        page.click("#export-csv")
+    csv_text = Path(dl.value.path()).read_text()
+    assert (
+        csv_text.splitlines()[0].startswith("id,box,script") and len(csv_text.splitlines()) == 7
+    )
+    with page.expect_download() as dl:
+        page.click("#export-dhis2-json")
+    body = json.loads(Path(dl.value.path()).read_text())
+    assert {v["dataElement"] for v in body["dataValues"]} == {"CbxSess0001", "CbxAtt00001"}
 
-        # -- the other pages, for the screenshots --------------------------------------------
-        page.click("nav >> text=Settings")
-        expect(page.locator("h1")).to_have_text("Box settings")
-        expect(page.locator("#buttons [data-status=last_input_text]")).to_contain_text("next")
-        shot(page, "settings")
-        page.click("nav >> text=System")
-        expect(page.locator("h1")).to_have_text("System")
-        shot(page, "system")
+    # -- the other pages, for the screenshots --------------------------------------------
+    page.click("nav >> text=Settings")
+    expect(page.locator("h1")).to_have_text("Box settings")
+    expect(page.locator("#buttons [data-status=last_input_text]")).to_contain_text("Next, from this page")
+    shot(page, "settings")
+    page.click("nav >> text=System")
+    expect(page.locator("h1")).to_have_text("System")
+    shot(page, "system")
 
-        laptop = context.new_page()
-        laptop.set_viewport_size(LAPTOP)
-        laptop.goto(url + "/usage/")
-        shot(laptop, "usage-laptop")
-        laptop.goto(url + "/circles/evening-circle/edit")
-        shot(laptop, "editor-laptop", full_page=False)
-        laptop.goto(url + "/panel/")
-        shot(laptop, "panel-laptop", full_page=False)
-        browser.close()
+    laptop = context.new_page()
+    laptop.set_viewport_size(LAPTOP)
+    laptop.goto(url + "/usage/")
+    shot(laptop, "usage-laptop")
+    laptop.goto(url + "/circles/evening-circle/edit")
+    shot(laptop, "editor-laptop", full_page=False)
+    laptop.goto(url + "/panel/")
+    shot(laptop, "panel-laptop", full_page=False)
+    context.close()  # the laptop page is in the same context
     shutil.rmtree(tmp_path / "data" / "cache", ignore_errors=True)
 
 
@@ -263,116 +250,116 @@ def fits_the_screen(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
-def test_panel_and_usage_on_a_phone(phone_server):
-    from playwright.sync_api import expect, sync_playwright
+def test_panel_and_usage_on_a_phone(phone_server, chromium):
+    from playwright.sync_api import expect
+
+    browser = chromium
 
     url, box = phone_server["url"], phone_server["box"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_context(viewport=PHONE).new_page()
-        page.set_default_timeout(20_000)
-        requests: list[tuple[str, str, str]] = []
-        page.on("request", lambda r: requests.append(
-            (r.method, r.url, r.headers.get("content-type", ""))))
-        page.goto(url + "/login")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page.locator("h1")).to_have_text("Live panel")
+    page = browser.new_context(viewport=PHONE).new_page()
+    page.set_default_timeout(20_000)
+    requests: list[tuple[str, str, str]] = []
+    page.on("request", lambda r: requests.append(
+        (r.method, r.url, r.headers.get("content-type", ""))))
+    page.goto(url + "/login")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Live panel")
 
-        # -- a press goes as JSON, the status changes in place, the page does not reload ------
-        requests.clear()
-        page.evaluate("window.stillTheSamePage = true")
-        page.click("button[data-action=next]")
-        expect(page.locator("#state")).to_have_text("Speaking")
-        expect(page.locator("#step")).to_have_text("Welcome")
-        assert box.pressed == [("next", "admin")]
-        assert page.evaluate("window.stillTheSamePage === true")  # no reload
-        posts = [(u, t) for m, u, t in requests if m == "POST"]
-        assert posts == [(url + "/panel/press", "application/json")]
-        assert not [u for _, u, _ in requests if "object" in u]  # no /panel/[object ...]
+    # -- a press goes as JSON, the status changes in place, the page does not reload ------
+    requests.clear()
+    page.evaluate("window.stillTheSamePage = true")
+    page.click("button[data-action=next]")
+    expect(page.locator("#state")).to_have_text("Speaking")
+    expect(page.locator("#step")).to_have_text("Welcome")
+    assert box.pressed == [("next", "admin")]
+    assert page.evaluate("window.stillTheSamePage === true")  # no reload
+    posts = [(u, t) for m, u, t in requests if m == "POST"]
+    assert posts == [(url + "/panel/press", "application/json")]
+    assert not [u for _, u, _ in requests if "object" in u]  # no /panel/[object ...]
 
-        # -- a fault in plain words; the raw text only behind "Technical detail" ----------------
-        problem = page.locator("#problems li").first
-        expect(problem).to_contain_text("The microphone is not working.")
-        expect(problem).to_contain_text("Check its cable; the buttons still work")
-        raw = problem.locator("pre")
-        expect(raw).to_be_hidden()
-        problem.locator("summary").click()
-        expect(raw).to_be_visible()
-        expect(raw).to_contain_text("arecord: main:831")
+    # -- a fault in plain words; the raw text only behind "Technical detail" ----------------
+    problem = page.locator("#problems li").first
+    expect(problem).to_contain_text("The microphone is not working.")
+    expect(problem).to_contain_text("Check its cable; the buttons still work")
+    raw = problem.locator("pre")
+    expect(raw).to_be_hidden()
+    problem.locator("summary").click()
+    expect(raw).to_be_visible()
+    expect(raw).to_contain_text("arecord: main:831")
 
-        # -- the turn countdown -----------------------------------------------------------------
-        expect(page.locator("#countdown")).to_be_visible()
-        expect(page.locator("#countdown-label")).to_have_text("Turn 3")
-        expect(page.locator("#countdown-remaining")).to_have_text("0:42")
-        box.countdown = {"kind": "turn", "turn": 3, "elapsed_s": 100.0, "limit_s": 120.0,
-                         "remaining_s": 20.0}
-        expect(page.locator("#countdown-remaining")).to_have_text("0:20")  # refreshed in place
-        assert fits_the_screen(page)
-        shot(page, "panel-live")
+    # -- the turn countdown -----------------------------------------------------------------
+    expect(page.locator("#countdown")).to_be_visible()
+    expect(page.locator("#countdown-label")).to_have_text("Turn 3")
+    expect(page.locator("#countdown-remaining")).to_have_text("0:42")
+    box.countdown = {"kind": "turn", "turn": 3, "elapsed_s": 100.0, "limit_s": 120.0,
+                     "remaining_s": 20.0}
+    expect(page.locator("#countdown-remaining")).to_have_text("0:20")  # refreshed in place
+    assert fits_the_screen(page)
+    shot(page, "panel-live")
 
-        # -- Stop asks first, in the page ---------------------------------------------------------
-        page.click("button[data-action=stop]")
-        ask = page.locator("#stop-confirm")
-        expect(ask).to_be_visible()
-        expect(ask).to_contain_text("End the circle now? It will be saved as ended early.")
-        shot(page, "panel-stop-confirm", full_page=False)
-        assert box.pressed[-1] == ("next", "admin")
-        page.click("#stop-no")
-        expect(ask).to_be_hidden()
-        assert box.pressed[-1] == ("next", "admin")
-        page.click("button[data-action=stop]")
-        page.click("#stop-yes")
-        expect(page.locator("#state")).to_have_text("Ready, not started")
-        assert box.pressed[-1] == ("stop", "admin")
+    # -- Stop asks first, in the page ---------------------------------------------------------
+    page.click("button[data-action=stop]")
+    ask = page.locator("#stop-confirm")
+    expect(ask).to_be_visible()
+    expect(ask).to_contain_text("End the circle now? It will be saved as ended early.")
+    shot(page, "panel-stop-confirm", full_page=False)
+    assert box.pressed[-1] == ("next", "admin")
+    page.click("#stop-no")
+    expect(ask).to_be_hidden()
+    assert box.pressed[-1] == ("next", "admin")
+    page.click("button[data-action=stop]")
+    page.click("#stop-yes")
+    expect(page.locator("#state")).to_have_text("Ready, not started")
+    assert box.pressed[-1] == ("stop", "admin")
 
-        # -- the volume slider ----------------------------------------------------------------------
-        slider = page.locator("#volume")
-        expect(slider).to_have_attribute("max", "90")
-        expect(slider).to_have_value("70")
-        slider.focus()
-        page.keyboard.press("ArrowLeft")  # one step of 5 %
-        expect(page.locator("[data-status=volume_pct]")).to_have_text("65")
-        assert box.pressed[-1] == ("volume:65", "admin")
+    # -- the volume slider ----------------------------------------------------------------------
+    slider = page.locator("#volume")
+    expect(slider).to_have_attribute("max", "90")
+    expect(slider).to_have_value("70")
+    slider.focus()
+    page.keyboard.press("ArrowLeft")  # one step of 5 %
+    expect(page.locator("[data-status=volume_pct]")).to_have_text("65")
+    assert box.pressed[-1] == ("volume:65", "admin")
 
-        # -- the clock: offered because the box's clock is not set; set from this phone -----------
-        expect(page.locator("#clock-box")).to_be_visible()
-        expect(page.locator("#clock-why")).to_contain_text("has not been set")
-        before = page.evaluate("Date.now()") / 1000
-        page.click("#clock-set")
-        expect(page.locator("#panel-message")).to_contain_text("set to this phone's time")
-        [sent] = box.clock_sets
-        assert abs(sent - before) < 600  # the phone's own time, in seconds
-        assert page.evaluate("window.stillTheSamePage === true")
-        assert not [u for m, u, _ in requests if m == "GET" and u.rstrip("/").endswith("/panel")]
+    # -- the clock: offered because the box's clock is not set; set from this phone -----------
+    expect(page.locator("#clock-box")).to_be_visible()
+    expect(page.locator("#clock-why")).to_contain_text("has not been set")
+    before = page.evaluate("Date.now()") / 1000
+    page.click("#clock-set")
+    expect(page.locator("#panel-message")).to_contain_text("set to this phone's time")
+    [sent] = box.clock_sets
+    assert abs(sent - before) < 600  # the phone's own time, in seconds
+    assert page.evaluate("window.stillTheSamePage === true")
+    assert not [u for m, u, _ in requests if m == "GET" and u.rstrip("/").endswith("/panel")]
 
-        # -- usage: readable at 390 px, test circles marked, the clock explained in words ---------
-        page.click("nav >> text=Usage")
-        expect(page.locator("#total-sessions")).to_have_text("2")
-        assert fits_the_screen(page)
-        tryout = page.locator("#row-tryout")
-        expect(tryout.locator(".test-badge")).to_be_visible()
-        expect(tryout).to_contain_text("shorter than 10 minutes")
-        for row in page.locator("#sessions tbody tr").all():
-            box_ = row.bounding_box()
-            assert box_["x"] >= 0 and box_["x"] + box_["width"] <= PHONE["width"], box_
-        expect(page.locator("#row-noclock .clock-note")).to_be_visible()
-        expect(page.locator("#row-noclock")).to_contain_text(
-            "date uncertain: the box's clock had not been set when this circle ran")
-        expect(tryout.locator("button", has_text="Delete")).to_be_visible()
-        shot(page, "usage-phone")
-        page.check("#tests")
-        page.click("text=Show")
-        expect(page.locator("#total-sessions")).to_have_text("4")
+    # -- usage: readable at 390 px, test circles marked, the clock explained in words ---------
+    page.click("nav >> text=Usage")
+    expect(page.locator("#total-sessions")).to_have_text("2")
+    assert fits_the_screen(page)
+    tryout = page.locator("#row-tryout")
+    expect(tryout.locator(".test-badge")).to_be_visible()
+    expect(tryout).to_contain_text("shorter than 10 minutes")
+    for row in page.locator("#sessions tbody tr").all():
+        box_ = row.bounding_box()
+        assert box_["x"] >= 0 and box_["x"] + box_["width"] <= PHONE["width"], box_
+    expect(page.locator("#row-noclock .clock-note")).to_be_visible()
+    expect(page.locator("#row-noclock")).to_contain_text(
+        "date uncertain: the box's clock had not been set when this circle ran")
+    expect(tryout.locator("button", has_text="Delete")).to_be_visible()
+    shot(page, "usage-phone")
+    page.check("#tests")
+    page.click("text=Show")
+    expect(page.locator("#total-sessions")).to_have_text("4")
 
-        # -- deleting a record asks first -------------------------------------------------------------
-        page.locator("#row-tryout button", has_text="Delete").click()
-        expect(page.locator("h1")).to_have_text("Delete this record?")
-        page.click("#confirm-no")
-        expect(page.locator("#row-tryout")).to_be_visible()
-        page.locator("#row-tryout button", has_text="Delete").click()
-        page.click("#confirm-yes")
-        expect(page.locator(".flash.ok")).to_contain_text("Deleted the record")
-        expect(page.locator("#row-tryout")).to_have_count(0)
-        expect(page.locator("#total-sessions")).to_have_text("3")  # still including tests
-        browser.close()
+    # -- deleting a record asks first -------------------------------------------------------------
+    page.locator("#row-tryout button", has_text="Delete").click()
+    expect(page.locator("h1")).to_have_text("Delete this record?")
+    page.click("#confirm-no")
+    expect(page.locator("#row-tryout")).to_be_visible()
+    page.locator("#row-tryout button", has_text="Delete").click()
+    page.click("#confirm-yes")
+    expect(page.locator(".flash.ok")).to_contain_text("Deleted the record")
+    expect(page.locator("#row-tryout")).to_have_count(0)
+    expect(page.locator("#total-sessions")).to_have_text("3")  # still including tests
+    page.context.close()

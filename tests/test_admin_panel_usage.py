@@ -323,3 +323,23 @@ def test_a_record_is_deleted_only_after_confirmation(data_dir):
     assert "not in the records" in again.get_data(as_text=True)
     assert client.post("/usage/real/delete", data={"confirm": "yes"}).status_code == 400  # CSRF
     assert "real" in ids()
+
+
+def test_the_last_press_is_said_in_a_facilitators_words():
+    from local_admin.panel import last_input_words
+
+    assert last_input_words({"source": "button:help", "action": "explain"}) == "Explain, from the box's help button"
+    assert last_input_words({"source": "admin", "action": "start"}) == "Start, from this page"
+    assert last_input_words({"source": "voice", "action": "next"}) == "Next, from a spoken command"
+    assert last_input_words({"source": "admin", "action": "goto:share"}) == "Go to step share, from this page"
+    assert last_input_words(None) == "nothing yet"
+
+
+def test_a_room_too_noisy_to_be_sure_of_silence_is_said_next_to_the_level_meter(data_dir):
+    from local_admin.panel import status_view
+
+    make_app(data_dir).app_context().push()
+    note = "The room is too noisy to be sure when someone has finished: the box waits longer."
+    view = status_view({"state": "in_round", "listening": {"too_noisy": True, "noise_note": note}}, None)
+    assert view["too_noisy"] is True and view["noise_note"] == note
+    assert status_view({"state": "idle", "listening": {}}, None)["noise_note"] == ""

@@ -155,3 +155,75 @@ def test_admin_section_is_a_model_with_its_defaults(tmp_path):
     with pytest.raises(ConfigError) as caught:
         _saved(tmp_path, "admin: {allowed_hosts: [ok.lan, 'bad_host!']}\n")
     assert caught.value.problems == (("admin.allowed_hosts.1", "'bad_host!' is not a host name or IP address"),)
+
+
+# -- issue 12: device names and folders never come from the admin layer --------------------------
+
+HOSTILE_DEVICE = 'file:"|touch /tmp/circlebox-pwned",raw'  # the review's: arecord ran the command
+
+
+@pytest.mark.parametrize(
+    ("layer", "key"),
+    [
+        ("listening: {device: 'hw:1,0'}\n", "listening.device"),
+        (f"listening: {{device: '{HOSTILE_DEVICE}'}}\n", "listening.device"),
+        ("audio: {driver: alsa}\n", "audio.driver"),
+        ("paths: {data_dir: /tmp/elsewhere}\n", "paths"),
+        ("paths: {voices_dir: /tmp/voices}\n", "paths"),
+        ("listening: {commands: {model_path: /tmp/model}}\n", "listening.commands.model_path"),
+        ("protected: []\n", "protected"),
+    ],
+)
+def test_the_admin_layer_can_never_set_device_names_or_folders(tmp_path, layer, key):
+    """Even with nothing listed in `protected`: only /etc or the environment may set them."""
+    etc = tmp_path / "etc.yaml"
+    etc.write_text(f"paths: {{data_dir: {tmp_path}}}\n")
+    (tmp_path / "admin-config.yaml").write_text(layer)
+    with pytest.raises(ConfigError) as caught:
+        load_config(etc_path=etc, environ={})
+    assert f"never in the admin page's file: {key}" in str(caught.value)
+    assert caught.value.problems[0][0] == key
+    (tmp_path / "admin-config.yaml").unlink()
+    base = load_config(etc_path=etc, environ={})
+    import yaml
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_admin_layer(base, yaml.safe_load(layer), "admin page")
+
+
+def test_etc_and_the_environment_still_set_the_microphone(tmp_path):
+    etc = tmp_path / "etc.yaml"
+    etc.write_text(f"paths: {{data_dir: {tmp_path}}}\nlistening: {{device: 'plughw:CARD=Device,DEV=0'}}\n")
+    assert load_config(etc_path=etc, environ={}).listening.device == "plughw:CARD=Device,DEV=0"
+    env = {"CIRCLEBOX_LISTENING__DEVICE": "hw:1,0"}
+    assert load_config(etc_path=etc, environ=env).listening.device == "hw:1,0"
+
+
+@pytest.mark.parametrize(
+    "name", ["default", "hw:1,0", "hw:1", "plughw:1,0", "plughw:CARD=Name,DEV=0", "sysdefault:CARD=x",
+             "dsnoop:CARD=sndrpii2scard,DEV=0", "circlebox_in"],
+)
+def test_sound_card_names_are_accepted(tmp_path, name):
+    env = {"CIRCLEBOX_LISTENING__DEVICE": name, "CIRCLEBOX_PATHS__DATA_DIR": str(tmp_path)}
+    assert load_config(etc_path=None, environ=env).listening.device == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [HOSTILE_DEVICE, "tee:default,'/tmp/room.raw',raw", "file:/tmp/room.raw", "plug:file",
+     "plug:'tee:default,/tmp/x'", "hw:1,0 ", "hw:1:0", 'hw:"1"', "hw:/dev/snd/pcmC0D0c",
+     "default\n", "hw:" + "1," * 60 + "0", "asym:x"],
+)
+def test_anything_but_a_card_name_is_refused_by_the_model(name):
+    """The ListeningSection model itself refuses it, so no layer (not even /etc) can set it."""
+    from device.config import section_model
+
+    with pytest.raises(ConfigError, match=r"listening\.device: .*is not a sound card name"):
+        section_model("listening", {"device": name})
+
+
+def test_the_reviews_device_is_refused_from_etc_too(tmp_path):
+    etc = tmp_path / "etc.yaml"
+    etc.write_text(f"paths: {{data_dir: {tmp_path}}}\nlistening: {{device: '{HOSTILE_DEVICE}'}}\n")
+    with pytest.raises(ConfigError, match=r"listening\.device: .*plugins such as file or tee"):
+        load_config(etc_path=etc, environ={})

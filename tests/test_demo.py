@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from audio.library_noise import without_library_noise
 from device.content import manifest_path
 from device.demo_words import Narrator, action_meaning, describe_keys, describe_status
-from device.library_noise import without_library_noise
 from device.script import load_script, packaged_scripts_dir
 from device.system_prompts import system_manifest_path
 

@@ -570,3 +570,11 @@ def test_every_action_has_its_handler_and_states_keep_their_names():
     assert eng.State.IN_ROUND == "in_round"
     engine.handle(eng.Press("next"), 0)
     assert json.loads(json.dumps(engine.status()))["state"] == "speaking"
+
+
+def test_time_in_circle_is_read_on_the_callers_clock_not_frozen_at_the_last_event():
+    """The panel asks for the status between events: a welcome spoken for 40 s is 0:40 in."""
+    h = Harness().at(10)
+    h.press("next")
+    assert h.engine.status()["session_elapsed_s"] == 0
+    assert h.engine.status(50.0)["session_elapsed_s"] == 40

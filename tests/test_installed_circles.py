@@ -126,3 +126,38 @@ def test_use_on_the_box_tells_the_running_box_and_says_when_it_plays_the_circle(
     assert "script: three-step-circle" in seen[0]
     text = page.get_data(as_text=True)
     assert "A circle is running: the box will use three-step-circle when this circle ends." in text
+
+
+def test_saving_the_circle_the_box_plays_tells_the_box_and_says_when(tmp_path):
+    """A new version of the circle the box runs is announced to the runtime once it is live (the
+    runtime then plays it without waiting for its own file check); a circle the box does not
+    run says how to put it on the box."""
+    from test_admin_editor import form, save_and_wait, three_steps
+    from test_admin_support import FakeBox
+
+    from device.control import ControlServer, socket_path
+
+    data = DataFolder(tmp_path / "data")
+    data.root.mkdir()
+    data.admin_config.write_text("session: {script: new-circle}\n")
+    app = make_app(data.root, render=FakeRender())
+    client = ready_client(app, data.root)
+    seen: list[bool] = []
+
+    def reload(request: dict) -> dict:
+        seen.append(data.script("new-circle").exists())  # told after the switch, never before
+        return {"ok": True, "when": "now"}
+
+    box = FakeBox()
+    server = ControlServer(socket_path(data.root), box.status, box.dispatch, handlers={"reload": reload}).start()
+    try:
+        job = save_and_wait(app, client, "/circles/new", form(token(client, "/circles/new"), three_steps()))
+    finally:
+        server.close()
+    assert seen == [True]
+    assert job["message"].endswith("The box is using version 1 now."), job
+
+    other = save_and_wait(app, client, "/circles/new",
+                          form(token(client, "/circles/new"), three_steps(), script="other-circle"))
+    assert seen == [True]  # not told: the box does not run it
+    assert other["message"].endswith('Press "Use on the box" on the Circles page to play it.'), other

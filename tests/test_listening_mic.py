@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +160,98 @@ def test_the_real_microphone_gives_frames():
         mic.close()
     assert all(len(f) == FRAME_BYTES for f in frames)
     assert any(any(f) for f in frames), "the microphone gives only digital silence"
+
+
+# -- issue 12: nothing but the system's ALSA configuration reaches arecord -----------------------
+
+needs_arecord = pytest.mark.skipif(shutil.which("arecord") is None, reason="needs alsa-utils")
+
+
+@needs_arecord
+def test_a_device_name_that_is_alsa_configuration_never_reaches_arecord(tmp_path):
+    """The review: listening.device `file:"|touch /tmp/x",raw` made arecord run the command."""
+    marker = tmp_path / "ran"
+    with pytest.raises(MicError, match="not a sound card name"):
+        open_arecord_mic(f'file:"|touch {marker}",raw')
+    assert not marker.exists()
+
+
+@needs_arecord
+def test_a_planted_asoundrc_in_the_old_home_is_never_read(tmp_path, monkeypatch):
+    """The review: the runtime's HOME was the group-writable data folder; an .asoundrc there
+    made `default` a `file` plugin that wrote the microphone to disk. Here the runtime's own
+    environment still points at such a folder: arecord must not read it."""
+    data = tmp_path / "data"
+    (data / ".config" / "alsa").mkdir(parents=True)
+    room = tmp_path / "room.raw"
+    planted = (
+        'pcm.!default { type file; slave.pcm "null"; '
+        f'file "|head -c 4800 > {room}"; format "raw" }}\n'
+    )
+    (data / ".asoundrc").write_text(planted)
+    (data / ".config" / "alsa" / "asoundrc").write_text(planted)
+    monkeypatch.setenv("HOME", str(data))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(data / ".config"))
+    try:
+        mic = open_arecord_mic(None)
+    except MicError:
+        pass  # no sound card here: the system's default cannot open, and nothing was recorded
+    else:
+        mic.read_frame()
+        mic.close()
+    assert not room.exists()
+
+
+def test_arecord_runs_with_a_home_no_service_can_write(tmp_path, monkeypatch):
+    """What the runtime passes to arecord: its argv and an environment whose HOME is SAFE_HOME."""
+    from device.listening.mic import SAFE_HOME
+
+    env_file = tmp_path / "env"
+    cmd = _fake_arecord(tmp_path, f"env > {env_file}\nhead -c 960 /dev/zero\nsleep 5\n")
+    monkeypatch.setenv("HOME", "/var/lib/circlebox")
+    monkeypatch.setenv("ALSA_CONFIG_PATH", "/var/lib/circlebox/asound.conf")
+    mic = open_arecord_mic("hw:1,0", command=cmd)
+    try:
+        mic.read_frame()
+    finally:
+        mic.close()
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    assert env["HOME"] == SAFE_HOME and env["XDG_CONFIG_HOME"] == SAFE_HOME
+    assert "ALSA_CONFIG_PATH" not in env
+    assert mic.argv[1:4] == ["-q", "-D", "hw:1,0"] and mic.environment["HOME"] == SAFE_HOME
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_runtime_unit_and_tmpfiles_give_that_home():
+    from device.listening.mic import SAFE_HOME
+
+    unit = (REPO / "systemd" / "circlebox.service").read_text()
+    assert f"Environment=HOME={SAFE_HOME} XDG_CONFIG_HOME={SAFE_HOME}" in unit.splitlines()
+    tmpfiles = (REPO / "firmware_config" / "tmpfiles.d" / "circlebox.conf").read_text()
+    assert f"d {SAFE_HOME} 0555 root root -".split() in [line.split() for line in tmpfiles.splitlines()]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to act as the service users")
+@pytest.mark.parametrize(("uid", "groups"), [(940, "940,29"), (941, "941,940")])
+def test_no_service_user_can_plant_an_asoundrc_in_that_home(tmp_path, uid, groups):
+    """The runtime (940, groups circlebox audio) and the admin page (941, groups circlebox-admin
+    circlebox) try to write HOME/.asoundrc, on a folder made as tmpfiles.d says."""
+    from device.listening.mic import SAFE_HOME
+
+    tmpfiles = (REPO / "firmware_config" / "tmpfiles.d" / "circlebox.conf").read_text()
+    line = next(f for f in (x.split() for x in tmpfiles.splitlines()) if f[:2] == ["d", SAFE_HOME])
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 0, 0)  # root root, as the line says
+    home.chmod(int(line[2], 8))
+    tmp_path.chmod(0o755)
+    proc = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={groups}", "--",
+         "sh", "-c", f"echo 'pcm.!default {{ type file }}' > {home}/.asoundrc"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0 and "Permission denied" in proc.stderr
+    assert not (home / ".asoundrc").exists()

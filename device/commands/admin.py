@@ -34,23 +34,15 @@ def _listen_address(args: argparse.Namespace, config) -> tuple[str, int]:
 
 
 def run_admin(args: argparse.Namespace) -> int:
-    from waitress import create_server
-
     from device.commands import load_cli_config
-    from local_admin import MAX_UPLOAD_BYTES, create_app
+    from local_admin import create_app
+    from local_admin.serving import make_server
 
     config = load_cli_config(args)  # the admin and dhis2 sections are checked by their models
     host, port = _listen_address(args, config)
     app = create_app(config)
-    server = create_server(
-        app,
-        host=host,
-        port=port,
-        threads=max(1, args.threads),
-        ident="circlebox",
-        max_request_body_size=MAX_UPLOAD_BYTES + 1024 * 1024,
-        clear_untrusted_proxy_headers=True,
-    )
+    # connections, time and body size per route are limited before anyone logs in
+    server = make_server(app, host, port, threads=args.threads)
     real_port = server.effective_port if hasattr(server, "effective_port") else port
     shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host
     print(

@@ -1,7 +1,7 @@
 """`circlebox demo`: the box on a laptop. Keys are the buttons; the real voice; the speaker or a WAV.
 
 What the box does is printed in words on each key (device/demo_words.py), since a laptop has no
-status light; the sound libraries' own chatter is kept off the terminal (device/library_noise.py).
+status light; the sound libraries' own chatter is kept off the terminal (audio/library_noise.py).
 """
 
 from __future__ import annotations
@@ -49,21 +49,18 @@ def circlebox_command() -> list[str]:
 
 def _open_speaker(config, audio_out: Path | None):  # -> (speaker, raw file or None)
     from audio.speaker import NoAudioDevice, PygameSpeaker
-    from device.library_noise import without_library_noise
 
     audio = config.audio
     if audio_out is None:
         try:
-            with without_library_noise():
-                return PygameSpeaker(audio.sample_rate, audio.buffer_samples, audio.driver), None
+            return PygameSpeaker(audio.sample_rate, audio.buffer_samples, audio.driver), None
         except NoAudioDevice as exc:
             print(f"No sound card here ({exc}).\nWriting what the box plays to {DEFAULT_WAV} instead.",
                   file=sys.stderr)
             audio_out = DEFAULT_WAV
     raw = Path(tempfile.mkstemp(prefix="circlebox-demo-", suffix=".raw")[1])
     os.environ["SDL_DISKAUDIOFILE"] = str(raw)
-    with without_library_noise():
-        speaker = PygameSpeaker(audio.sample_rate, audio.buffer_samples, "disk")
+    speaker = PygameSpeaker(audio.sample_rate, audio.buffer_samples, "disk")
     return speaker, (raw, audio_out)
 
 

@@ -1,23 +1,39 @@
-"""Frames in, events out: voice activity with smoothing, an adaptive noise floor, self-mute.
+"""Frames in, events out: a speech detector with hysteresis, an adaptive noise floor, a
+conservative end of speech, self-mute.
 
 Time is counted in frames (30 ms each), never read from a clock, so a WAV replays the same
 decisions every run. A frame is looked at once and dropped; the only audio kept is a ring of
 about half a second before a speech start, and only when spoken commands are on (vosk needs
 the first syllable). Nothing is written anywhere.
+
+The end rule, because being cut off is the worst thing the box can do to a person:
+
+- Hysteresis. Speech is entered when the detector's probability reaches `speech_enter_prob`
+  in most of a `speech_start_s` window (and the frame stands out of the room's noise); it is
+  left only after frames below `speech_exit_prob`. A frame in between is "not sure", and
+  counts as speech for staying in it.
+- No back-dating. `SpeechEnded.t` is where the run of surely-silent frames began, never the
+  last frame that was surely speech: a soft last syllable the detector half-heard is not
+  turned into extra silence (that made a 2.2 s thinking pause look like 3 s).
+- A margin that grows with the noise: 0 in a quiet room (floor at or below -50 dBFS), up to
+  `end_margin_s` at `too_noisy_db`, and `too_noisy_margin_s` in a louder room, where the box
+  says it is too noisy to be sure (`too_noisy`) and waits longer rather than cut in.
+- The noise floor learns only from frames the detector is sure are not speech, so a quiet
+  speaker who talks on without a dip is never taken for the room's noise.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from device.listening.detectors import SpeechDetector, WebrtcDetector, build_detector
 from device.listening.events import (
     FRAME_BYTES,
     FRAME_S,
-    SAMPLE_RATE,
     CommandHeard,
     ListenEvent,
     SpeechEnded,
@@ -31,6 +47,10 @@ if TYPE_CHECKING:
 _SILENT_DB = -100.0
 _WARMUP_S = 1.0  # the floor rises quickly during the first second it hears
 _WARMUP_RISE_S = 0.2
+QUIET_ROOM_DB = -50.0  # at or below this floor the end of speech needs no extra margin
+RESUME_WINDOW_S = 5.0  # after an end, speech starts again more easily for this long
+RESUME_S = 0.15  # of sure speech, in a row, to start again within that window
+_DIGITAL_SILENCE_DB = -80.0  # frames this quiet are not given to the detector (CPU)
 
 
 def frame_level_db(frame: bytes) -> float:
@@ -45,34 +65,40 @@ def _frames(seconds: float) -> int:
 
 
 class NoiseFloor:
-    """The room's background level in dB, followed slowly while nobody speaks.
+    """The room's background level in dB, learnt from frames that are surely not speech.
 
-    Two parts: an asymmetric average of non-speech frame levels (falls within about a second,
-    rises over several seconds), and a guard: the lowest level heard in the last few seconds.
-    Speech always dips between words, so a sound that never dips below X for that long is a
-    fan, rain or a generator, and the floor is lifted to X even while "speech" is on.
+    An asymmetric average (falls within about a second, rises over several seconds, quickly in
+    the first second), and a guard: the lowest level heard over the last few seconds of
+    not-speech frames lifts the average to it, so a fan switched on is learnt within
+    `noise_window_s`. Frames the detector calls speech never reach either part: a quiet speaker
+    who talks without a dip cannot become "the room". With a detector that is fooled by steady
+    noise (webrtc) the guard takes every frame, as a fan never dips while speech does.
     """
 
     BLOCK_FRAMES = 10
 
-    def __init__(self, settings: ListeningSettings):
+    def __init__(self, settings: ListeningSettings, guard_all_frames: bool = False):
         self.value: float | None = None
         self._rise = 1.0 - math.exp(-FRAME_S / settings.noise_rise_s)
         self._fall = 1.0 - math.exp(-FRAME_S / settings.noise_fall_s)
         self._warm_rise = 1.0 - math.exp(-FRAME_S / _WARMUP_RISE_S)
         self._warmup_left = _frames(_WARMUP_S)
+        self._guard_all = guard_all_frames
         n_blocks = max(1, math.ceil(settings.noise_window_s / (self.BLOCK_FRAMES * FRAME_S)))
         self._blocks: deque[float] = deque(maxlen=n_blocks)
         self._block_min = math.inf
         self._block_n = 0
 
     def update(self, level: float, speechy: bool) -> None:
-        self._block_min = min(self._block_min, level)
-        self._block_n += 1
-        if self._block_n == self.BLOCK_FRAMES:
-            self._blocks.append(self._block_min)
-            self._block_min, self._block_n = math.inf, 0
+        if self._guard_all or not speechy:
+            self._block_min = min(self._block_min, level)
+            self._block_n += 1
+            if self._block_n == self.BLOCK_FRAMES:
+                self._blocks.append(self._block_min)
+                self._block_min, self._block_n = math.inf, 0
         if self.value is None:
+            if speechy and not self._guard_all:
+                return
             self.value = level
             return
         if not speechy:
@@ -80,12 +106,22 @@ class NoiseFloor:
             if level > self.value:
                 rate = self._warm_rise if self._warmup_left > 0 else self._rise
             self.value += rate * (level - self.value)
-        if self._warmup_left > 0:
-            self._warmup_left -= 1
+            if self._warmup_left > 0:
+                self._warmup_left -= 1
         if len(self._blocks) == self._blocks.maxlen:
             window_min = min(min(self._blocks), self._block_min)
             if window_min > self.value:
                 self.value = window_min
+
+
+def _as_detector(vad: Any, settings: ListeningSettings) -> SpeechDetector:
+    """The detector to use: `vad` given by a test or bench (a SpeechDetector, or anything with
+    webrtcvad's is_speech), else the one `listening.detector` names."""
+    if vad is None:
+        return build_detector(settings.detector, settings.vad_aggressiveness)
+    if hasattr(vad, "probability"):
+        return vad
+    return WebrtcDetector(vad=vad)
 
 
 class Listener:
@@ -94,17 +130,18 @@ class Listener:
     def __init__(
         self,
         settings: ListeningSettings,
-        vad=None,
+        vad: Any = None,
         commands: CommandRecognizer | None = None,
         start_t: float = 0.0,
     ):
-        if vad is None:
-            import webrtcvad
-
-            vad = webrtcvad.Vad(settings.vad_aggressiveness)
         self.settings = settings
         self.commands = commands
-        self._vad = vad
+        self._detector = _as_detector(vad, settings)
+        self._binary = isinstance(self._detector, WebrtcDetector)
+        self._enter_p = settings.speech_enter_prob
+        self._exit_p = settings.speech_exit_prob
+        if self._binary:  # webrtc answers 0 or 1: only 1 is speech, only 0 is silence
+            self._enter_p, self._exit_p = 1.0, 0.5
         self._start_t = float(start_t)
         self._n = 0
         self._start_frames = max(1, _frames(settings.speech_start_s))
@@ -113,9 +150,12 @@ class Listener:
         )
         self._hangover = max(1, _frames(settings.speech_end_hangover_s))
         self._tail = _frames(settings.self_mute_tail_s)
-        self._margin = settings.noise_margin_db
+        # The level gate (a frame must stand `noise_margin_db` out of the room) is for webrtc,
+        # which takes a fan for speech. Silero tells them apart itself, and the gate would
+        # swallow a quiet speaker in a loud room (-36 dBFS speech adds 1 dB to -31 dBFS noise).
+        self._margin_db = settings.noise_margin_db if self._binary else -math.inf
         self._min_db = settings.min_speech_db
-        self._floor = NoiseFloor(settings)
+        self._floor = NoiseFloor(settings, guard_all_frames=self._binary)
         self._window: deque[tuple[int, bool]] = deque(maxlen=self._start_frames)
         # Pre-roll ring: audio before a start, kept only for the command recogniser.
         ring = self._start_frames + _frames(settings.preroll_s) if commands is not None else 0
@@ -130,11 +170,17 @@ class Listener:
         self._mute_left = 0
         self._in_speech = False
         self._seg_start = 0
-        self._last_speech = 0
-        self._silence_run = 0
+        self._silence_from: int | None = None  # first frame of the run of sure silence
         self._cmd_active = False
+        # Picking up after a pause: within RESUME_WINDOW_S of an end, a few frames of speech
+        # are enough to start again, so a thinking pause is not stretched by the start rule.
+        self._resume_window = _frames(RESUME_WINDOW_S)
+        self._resume_frames = max(1, min(self._start_frames, _frames(RESUME_S)))
+        self._last_end = -self._resume_window
         self._level = _SILENT_DB
+        self._prob = 0.0
         self._muted = False
+        self._was_muted = False
 
     # -- live meter for the admin page ------------------------------------------------------
     @property
@@ -151,6 +197,10 @@ class Listener:
         return self._floor.value if self._floor.value is not None else _SILENT_DB
 
     @property
+    def speech_probability(self) -> float:
+        return self._prob
+
+    @property
     def in_speech(self) -> bool:
         return self._in_speech
 
@@ -161,6 +211,37 @@ class Listener:
     @property
     def commands_enabled(self) -> bool:
         return self.commands is not None
+
+    @property
+    def too_noisy(self) -> bool:
+        """The room is louder than `too_noisy_db`: the box cannot be sure of silence, so it
+        waits longer (`too_noisy_margin_s`) before it takes a quiet moment for a turn's end."""
+        return self.noise_floor_db > self.settings.too_noisy_db
+
+    @property
+    def noise_note(self) -> str | None:
+        """A plain sentence for the admin page's level meter when the room is too noisy."""
+        if not self.too_noisy:
+            return None
+        return (f"The room is too noisy to be sure when someone has finished (background "
+                f"{self.noise_floor_db:.0f} dB, above {self.settings.too_noisy_db:.0f} dB): the "
+                "box waits longer before it ends a turn. Move the box closer to the group or "
+                "away from the fan, road or generator.")
+
+    def end_margin_s(self) -> float:
+        """Extra silence required before speech is over, for the room's noise now."""
+        floor = self.noise_floor_db
+        s = self.settings
+        if floor > s.too_noisy_db:
+            return s.too_noisy_margin_s
+        share = (floor - QUIET_ROOM_DB) / max(1e-6, s.too_noisy_db - QUIET_ROOM_DB)
+        return s.end_margin_s * min(1.0, max(0.0, share))
+
+    def status(self) -> dict[str, Any]:
+        """The live meter as the runtime publishes it (admin page)."""
+        return {"level_db": round(self.level_db, 1), "noise_floor_db": round(self.noise_floor_db, 1),
+                "in_speech": self.in_speech, "too_noisy": self.too_noisy,
+                "noise_note": self.noise_note}
 
     def _time(self, frame_index: int) -> float:
         return self._start_t + frame_index * FRAME_S
@@ -188,57 +269,70 @@ class Listener:
         events: list[ListenEvent] = []
         if muted:
             # The mic hears the box and its echo: no speech can start from these frames, and
-            # a speech in progress (the box was started by a button) ends where it was.
+            # a speech in progress (the box was started by a button) ends here.
             if self._in_speech:
-                events.append(self._end_speech(command=False))
+                events.append(self._end_speech(command=False, end_index=idx))
             self._window.clear()
             self._preroll.clear()
+            self._was_muted = True
+            self._prob = 0.0
             return events
+        if self._was_muted:  # the detector heard nothing of the box: start it afresh
+            self._detector.reset()
+            self._was_muted = False
 
-        vad_flag = self._vad.is_speech(frame, SAMPLE_RATE)
-        floor = self._floor.value if self._floor.value is not None else level
-        gate = level >= max(floor + self._margin, self._min_db)
-        flag = bool(vad_flag and gate)
-        self._floor.update(level, speechy=flag or self._in_speech)
+        p = self._detector.probability(frame) if level > _DIGITAL_SILENCE_DB else 0.0
+        self._prob = p
+        floor = self._floor.value if self._floor.value is not None else _SILENT_DB
+        sure_silence = p < self._exit_p
+        enters = p >= self._enter_p and level >= max(floor + self._margin_db, self._min_db)
+        self._floor.update(level, speechy=not sure_silence)
         if self._preroll.maxlen:
             self._preroll.append(frame)
 
         if not self._in_speech:
-            self._window.append((idx, flag))
-            if len(self._window) == self._start_frames:
-                flags = [f for _, f in self._window]
-                if sum(flags) >= self._start_needed:
-                    first = next(i for i, f in self._window if f)
-                    last = max(i for i, f in self._window if f)
-                    self._in_speech = True
-                    self._seg_start = first
-                    self._last_speech = last
-                    self._silence_run = idx - last
-                    self._window.clear()
-                    events.append(SpeechStarted(t=round(self._time(first), 6)))
-                    self._begin_command(first, idx)
+            self._window.append((idx, enters))
+            resuming = idx - self._last_end < self._resume_window
+            if resuming and len(self._window) >= self._resume_frames:
+                recent = list(self._window)[-self._resume_frames:]
+                if all(f for _, f in recent):  # a speaker picking up after a pause
+                    self._window = deque(recent, maxlen=self._start_frames)
+            if (resuming and len(self._window) >= self._resume_frames
+                    and all(f for _, f in self._window)) or (
+                    len(self._window) == self._start_frames
+                    and sum(f for _, f in self._window) >= self._start_needed):
+                first = next(i for i, f in self._window if f)
+                self._in_speech = True
+                self._seg_start = first
+                self._silence_from = None
+                self._window.clear()
+                events.append(SpeechStarted(t=round(self._time(first), 6)))
+                self._begin_command(first, idx)
             return events
 
-        if flag:
-            self._last_speech = idx
-            self._silence_run = 0
+        if sure_silence:
+            if self._silence_from is None:
+                self._silence_from = idx
         else:
-            self._silence_run += 1
+            self._silence_from = None  # speech, or not sure: the silence starts again later
         if self._cmd_active:
             assert self.commands is not None
             if idx - self._seg_start >= self._max_cmd_frames:
                 self.commands.abort()  # a long utterance is talk, not a command
                 self._cmd_active = False
                 self._cmd_pending.clear()
-            elif flag:
+            elif not sure_silence:
                 for held in self._cmd_pending:
                     self.commands.feed(held)
                 self._cmd_pending.clear()
                 self.commands.feed(frame)
             else:
                 self._cmd_pending.append(frame)
-        if self._silence_run >= self._hangover:
-            events.extend(self._finish_segment())
+        if self._silence_from is not None:
+            run = idx + 1 - self._silence_from
+            margin = _frames(self.end_margin_s())
+            if run >= max(self._hangover, margin):
+                events.extend(self._finish_segment(self._silence_from + margin))
         return events
 
     def _begin_command(self, first: int, idx: int) -> None:
@@ -255,11 +349,12 @@ class Listener:
         self._cmd_pending.clear()
         self._cmd_active = True
 
-    def _end_speech(self, command: bool) -> SpeechEnded:
-        end_t = self._time(self._last_speech + 1)
+    def _end_speech(self, command: bool, end_index: int) -> SpeechEnded:
+        end_t = self._time(end_index)
+        self._last_end = self._n
         start_t = self._time(self._seg_start)
         self._in_speech = False
-        self._silence_run = 0
+        self._silence_from = None
         self._window.clear()
         if self._cmd_active and not command:
             assert self.commands is not None
@@ -268,8 +363,8 @@ class Listener:
             self._cmd_pending.clear()
         return SpeechEnded(t=round(end_t, 6), duration_s=round(end_t - start_t, 6))
 
-    def _finish_segment(self) -> list[ListenEvent]:
-        ended = self._end_speech(command=True)
+    def _finish_segment(self, end_index: int) -> list[ListenEvent]:
+        ended = self._end_speech(command=True, end_index=end_index)
         events: list[ListenEvent] = [ended]
         if self._cmd_active:
             assert self.commands is not None
@@ -293,4 +388,5 @@ class Listener:
         """End of input: close a speech in progress (its command, if any, is judged)."""
         if not self._in_speech:
             return []
-        return self._finish_segment()
+        end = self._silence_from if self._silence_from is not None else self._n
+        return self._finish_segment(end)

@@ -6,15 +6,37 @@ read, returned, and forgotten by the source.
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from device.config_sections import alsa_device_problem
 from device.listening.events import FRAME_BYTES, SAMPLE_RATE, MicError
+
+# The runtime's HOME: an empty folder of root's that no service can write (created by
+# firmware_config/tmpfiles.d/circlebox.conf, set by systemd/circlebox.service). ALSA reads
+# ~/.asoundrc and $XDG_CONFIG_HOME/alsa/asoundrc: a planted one can define the capture device
+# as a `file` plugin that writes the room to disk, or load a plugin library. arecord always gets
+# this HOME, whatever the runtime's own environment says.
+SAFE_HOME = "/run/circlebox-home"
+# Variables that would make ALSA read another top-level configuration than the system's.
+_ALSA_CONFIG_VARS = ("ALSA_CONFIG_PATH", "ALSA_CONFIG_DIR", "ALSA_PLUGIN_DIR")
+
+
+def arecord_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment arecord runs with: the caller's, but ALSA reads only the system's
+    configuration (/usr/share/alsa, /etc/asound.conf, /etc/alsa/conf.d), never a user file."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items()
+           if k not in _ALSA_CONFIG_VARS}
+    env["HOME"] = SAFE_HOME
+    env["XDG_CONFIG_HOME"] = SAFE_HOME
+    return env
 
 _WAVE_PCM = 1
 _WAVE_FLOAT = 3
@@ -169,23 +191,28 @@ class ArecordMic:
     """`arecord` as a subprocess writing raw 16 kHz mono S16LE to a pipe; read frame by frame."""
 
     def __init__(self, device: str | None, command: str = "arecord", startup_check_s: float = 0.3):
+        problem = alsa_device_problem(device) if device is not None else None
+        if problem:  # the config refuses it too; this is the last door before arecord
+            raise MicError(f"cannot start the microphone: listening.device {problem}")
         exe = shutil.which(command)
         if exe is None:
             raise MicError(
                 f"cannot start the microphone: '{command}' is not installed (alsa-utils)"
             )
-        argv = [exe, "-q"]
+        self.argv = [exe, "-q"]
         if device:
-            argv += ["-D", device]
-        argv += ["-r", str(SAMPLE_RATE), "-c", "1", "-f", "S16_LE", "-t", "raw"]
+            self.argv += ["-D", device]
+        self.argv += ["-r", str(SAMPLE_RATE), "-c", "1", "-f", "S16_LE", "-t", "raw"]
+        self.environment = arecord_environment()
         self.device = device
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                argv,
+                self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 bufsize=0,
+                env=self.environment,
             )
         except OSError as exc:
             raise MicError(f"cannot start the microphone ({command}): {exc.strerror}") from exc

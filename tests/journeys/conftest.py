@@ -3,15 +3,10 @@ folder), one Chromium for the whole session, and the box's logs printed when a j
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from journeys.harness import Box, new_data_folder
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LAPTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -39,15 +34,9 @@ def box(request, tmp_path, rendered_default):
 
 
 @pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (/usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+def browser(chromium):
+    """The run's one Chromium (tests/conftest.py)."""
+    return chromium
 
 
 def open_page(browser, viewport: dict):

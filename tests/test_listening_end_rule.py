@@ -1,0 +1,129 @@
+"""The conservative end rule of the Listener, with a scripted detector and frames of known level:
+hysteresis, no back-dating, a margin that grows with the noise, "too noisy" on the meter, and a
+noise floor that a quiet speaker cannot drag up. Real detectors on real voices are in
+test_listening_real_rooms.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.listening import FRAME_S, Listener, SpeechEnded, SpeechStarted, listening_settings
+
+SETTINGS = listening_settings({})
+
+
+class ScriptedDetector:
+    """Answers each frame's speech probability from a list."""
+
+    def __init__(self, probabilities):
+        self._p = iter(probabilities)
+        self.resets = 0
+
+    def probability(self, frame):
+        return next(self._p)
+
+    def reset(self):
+        self.resets += 1
+
+
+def frame_at(level_db: float, seed: int = 0) -> bytes:
+    """A 30 ms frame of white noise at `level_db` dBFS RMS."""
+    x = np.random.default_rng(seed).standard_normal(480)
+    x *= 10 ** (level_db / 20) / np.sqrt(np.mean(x * x))
+    return (x * 32768).astype("<i2").tobytes()
+
+
+def run(probabilities, levels, settings=SETTINGS):
+    listener = Listener(settings, vad=ScriptedDetector(probabilities))
+    events = []
+    for i, level in enumerate(levels):
+        for e in listener.process(frame_at(level, i), box_playing=False):
+            events.append((i, e))
+    return listener, events
+
+
+def ends(events):
+    return [e for _, e in events if isinstance(e, SpeechEnded)]
+
+
+def test_end_is_dated_where_the_detector_became_sure_not_at_the_last_sure_speech():
+    # 1 s of quiet room, 1 s of speech, 0.6 s "not sure" (a soft last syllable in noise), then
+    # sure silence: the end is dated at the first sure-silent frame, 0.6 s after the speech.
+    probs = [0.0] * 33 + [0.95] * 33 + [0.4] * 20 + [0.05] * 60
+    _, events = run(probs, [-50.0] * len(probs))
+    (end,) = ends(events)
+    assert end.t == pytest.approx((33 + 33 + 20) * FRAME_S)
+
+
+def test_not_sure_frames_never_end_speech():
+    # probability hovering between leaving (0.3) and entering (0.5) for 4 s: still speech
+    probs = [0.0] * 33 + [0.9] * 20 + [0.45, 0.35, 0.4, 0.31] * 33
+    listener, events = run(probs, [-50.0] * len(probs))
+    assert [type(e) for _, e in events] == [SpeechStarted]
+    assert listener.in_speech
+
+
+def test_entering_speech_needs_the_higher_threshold():
+    # "not sure" frames alone (below speech_enter_prob) never start speech
+    probs = [0.0] * 33 + [0.45] * 100
+    listener, events = run(probs, [-50.0] * len(probs))
+    assert events == [] and not listener.in_speech
+
+
+def _end_in_room(noise_db: float) -> tuple[Listener, float]:
+    """The end's date after the last speech frame, with the room at `noise_db`."""
+    n_room, n_speech = 200, 40
+    probs = [0.0] * n_room + [0.95] * n_speech + [0.0] * 150
+    levels = [noise_db] * n_room + [noise_db + 10] * n_speech + [noise_db] * 150
+    listener, events = run(probs, levels)
+    (end,) = ends(events)
+    return listener, end.t - (n_room + n_speech) * FRAME_S
+
+
+def test_margin_grows_with_the_noise_and_the_box_says_when_it_is_too_noisy():
+    quiet, quiet_extra = _end_in_room(-60.0)
+    _, middle_extra = _end_in_room(-40.0)
+    loud, loud_extra = _end_in_room(-34.0)
+    too_loud, too_loud_extra = _end_in_room(-25.0)
+    assert quiet_extra == pytest.approx(0.0, abs=1e-6)
+    assert 0 < middle_extra < loud_extra <= SETTINGS.end_margin_s + FRAME_S
+    assert too_loud_extra == pytest.approx(SETTINGS.too_noisy_margin_s, abs=FRAME_S)
+    assert not loud.too_noisy and loud.noise_note is None
+    assert too_loud.too_noisy
+    assert "too noisy" in too_loud.noise_note and "closer" in too_loud.noise_note
+    assert too_loud.status()["too_noisy"] is True
+    assert quiet.status()["too_noisy"] is False
+
+
+def test_a_quiet_speaker_who_never_pauses_does_not_become_the_room():
+    # quiet room at -60 dBFS, then 10 s of soft speech at -45 dBFS without a dip
+    probs = [0.0] * 100 + [0.9] * 333
+    levels = [-60.0] * 100 + [-45.0] * 333
+    listener, events = run(probs, levels)
+    assert listener.noise_floor_db < -55
+    assert listener.in_speech and ends(events) == []
+
+
+def test_the_floor_still_learns_a_steady_noise_the_detector_calls_silence():
+    probs = [0.0] * 400
+    levels = [-60.0] * 100 + [-35.0] * 300  # a fan switched on
+    listener, _ = run(probs, levels)
+    assert listener.noise_floor_db > -37
+
+
+def test_a_speaker_picking_up_after_a_pause_starts_speech_sooner_than_a_new_one():
+    # a new start needs most of speech_start_s; within the resume window a short run is enough
+    _, events = run([0.0] * 33 + [0.9] * 6, [-50.0] * 39)
+    assert events == []
+    probs = [0.0] * 33 + [0.9] * 30 + [0.0] * 60 + [0.9] * 6
+    _, events = run(probs, [-50.0] * len(probs))
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded, SpeechStarted]
+
+
+def test_the_detector_is_started_afresh_after_the_box_spoke():
+    det = ScriptedDetector([0.0] * 20)
+    listener = Listener(SETTINGS, vad=det)
+    for playing in [False] * 5 + [True] * 5 + [False] * 30:
+        listener.process(frame_at(-50), box_playing=playing)
+    assert det.resets == 1

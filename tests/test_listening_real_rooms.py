@@ -1,0 +1,67 @@
+"""The short form of the real-voice sweep (bench/bench_listening_sweep.py): a few rooms of real
+people reading (tests/real_speech.py), scored the way the sweep scores them. The box must find
+every turn's end and never cut anyone off, typically within 0.5 s of `end_on_silence_s`; in a room too
+noisy to be sure it must still never cut in, and say that it is too noisy."""
+
+from __future__ import annotations
+
+import pytest
+import real_speech as rs
+from audio_fixtures import maker_for
+
+from bench.bench_listening_sweep import circlebox_decisions, frames_of, plain_decisions, score
+from device.listening import Listener, listening_settings
+
+pytestmark = pytest.mark.skipif(rs.available() is not None, reason=str(rs.available()))
+
+PACED_ROOMS = (
+    rs.RoomSpec(seed=100, noise_db=-52.0, extras=("hum", "knocks", "babble", "prompts")),
+    rs.RoomSpec(seed=121, noise_db=-40.0, extras=("knocks", "prompts")),
+)
+
+
+@pytest.mark.parametrize("spec", PACED_ROOMS, ids=lambda s: s.name)
+def test_every_turn_end_is_found_and_nobody_is_cut_off(request, spec):
+    scene = rs.build_room(spec, maker_for(request.config))
+    s = score(circlebox_decisions(frames_of(scene)), scene)
+    assert s.turns == 7
+    assert s.false_ends == 0
+    assert s.found == s.turns
+    # delays in audio time (deterministic): the sweep's p95 target is over many rooms; one
+    # room's median must meet it and no turn may wait a second beyond end_on_silence_s
+    assert sorted(s.delays)[len(s.delays) // 2] <= 0.5
+    assert max(s.delays) <= 1.0
+
+
+def test_a_room_too_noisy_to_be_sure_waits_longer_and_says_so(request):
+    spec = rs.RoomSpec(seed=160, noise_db=-28.0, extras=("knocks", "prompts"))
+    scene = rs.build_room(spec, maker_for(request.config))
+    frames = frames_of(scene)
+    assert score(circlebox_decisions(frames), scene).false_ends == 0
+    listener = Listener(listening_settings({}))
+    notes = set()
+    for frame, playing in frames:
+        listener.process(frame, playing)
+        notes.add(listener.noise_note)
+    assert listener.too_noisy
+    assert any(n and "too noisy" in n for n in notes)
+
+
+def test_the_real_rooms_are_real_speech_with_pauses_the_box_must_wait_through():
+    spec = PACED_ROOMS[0]
+    scene = rs.build_room(spec)
+    pauses = [b[0] - a[1] for a, b in zip(scene.utterances, scene.utterances[1:], strict=False)
+              if a[2] == b[2]]
+    assert max(pauses) > 0.7 * spec.end_on_silence_s
+    assert max(pauses) <= spec.max_pause_share * spec.end_on_silence_s
+    assert len({spec_turn for *_, spec_turn in scene.utterances}) == 7
+    assert scene.playing  # the box's own prompts are in the microphone
+
+
+def test_plain_webrtcvad_is_scored_by_the_same_rules(request):
+    """The comparison the sweep makes: the same rooms, the same scoring, a plain detector."""
+    from bench.bench_listening_sweep import webrtc_speech
+
+    scene = rs.build_room(PACED_ROOMS[1], maker_for(request.config))
+    s = score(plain_decisions(frames_of(scene), webrtc_speech(3)), scene)
+    assert s.turns == 7 and s.found + s.false_ends > 0
