@@ -6,9 +6,15 @@
 #   ./image_build.sh --check ROOT_DIR                check a tree or a mounted image root
 #   ./image_build.sh --image OUT.img [options]       the full image (root, internet, Linux with
 #                                                    qemu-user-static + binfmt for arm64)
+#   ./image_build.sh --image OUT.img --base debian   the same from Debian's arm64 archive (no
+#                                                    Raspberry Pi OS download; boots in qemu too:
+#                                                    tools/install-vm-deps.sh installs the tools)
 #   ./image_build.sh --lock                          add aarch64 wheel hashes to
 #                                                    image/requirements-pi.txt (internet)
 # Options:
+#   --base rpi|debian   what the full image starts from: the Raspberry Pi OS Lite image (rpi,
+#                       default) or a root made by mmdebstrap from Debian (debian; cached in
+#                       build/image-cache, or CIRCLEBOX_IMAGE_CACHE)
 #   --pubkey FILE       the programme's update-signing public key (.pub from `circlebox bundle
 #                       keygen`); required, repeat it for several keys. Without one the box
 #                       refuses every update (U04)
@@ -17,8 +23,9 @@
 #   --no-render         do not pre-render the prompts (or set CIRCLEBOX_IMAGE_NO_RENDER=1)
 #   --wheelhouse DIR    (tree only) also install the dependencies from wheels in DIR
 #
-# Pinned inputs: image/versions.env (base image URL + sha256, sizes) and
-# image/requirements-pi.txt (Python packages, with hashes). docs/setup-a-box.md explains the
+# Pinned inputs: image/versions.env (base image URL + sha256, Debian suite, sizes),
+# image/debian-packages.txt (--base debian), image/requirements-pi.txt (Python wheels, with
+# hashes) and image/requirements-pi-sdist.txt (pure-Python sources, with hashes). docs/setup-a-box.md explains the
 # full build step by step.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -31,12 +38,14 @@ WHEELHOUSE=""
 PUBKEYS=()
 MODE=""
 TARGET=""
+BASE=rpi
+CACHE=${CIRCLEBOX_IMAGE_CACHE:-$REPO/build/image-cache}
 [ "${CIRCLEBOX_IMAGE_NO_RENDER:-0}" = 1 ] && RENDER=0
 
 log() { printf 'image_build: %s\n' "$*" >&2; }
 warn() { printf 'image_build: WARNING: %s\n' "$*" >&2; }
 die() { printf 'image_build: ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 host_python() {
     if [ -x "$REPO/.venv/bin/python" ]; then echo "$REPO/.venv/bin/python"; else command -v python3; fi
@@ -229,15 +238,38 @@ run_check() {
 
 # --- the full image ---------------------------------------------------------------------------
 
-MNT=""
+MNT=""    # the image's root while it is built (a mount point for rpi, a folder for debian)
 LOOP=""
+WORK=""   # --base debian: the folder the root is unpacked in (removed at the end)
+STARTED=$SECONDS
+STEP=0
+STEPS=0
+
+# step TEXT: progress, with the step number and the minutes so far.
+step() {
+    STEP=$((STEP + 1))
+    log "[$STEP/$STEPS $(( (SECONDS - STARTED) / 60 ))m$(( (SECONDS - STARTED) % 60 ))s] $*"
+}
+
+unmount_chroot() {
+    local root=$1 m
+    for m in etc/resolv.conf dev/pts dev proc sys run var/lib/circlebox boot/firmware; do
+        mountpoint -q "$root/$m" && umount "$root/$m"
+    done
+    return 0
+}
+
 cleanup() {
     set +e
     if [ -n "$MNT" ]; then
-        for m in etc/resolv.conf dev/pts dev proc sys run var/lib/circlebox boot/firmware ""; do
-            mountpoint -q "$MNT/$m" && umount "$MNT/$m"
-        done
-        rmdir "$MNT"
+        unmount_chroot "$MNT"
+        if [ -n "$WORK" ]; then
+            # Never remove a folder with the host's /dev or /proc still bound inside.
+            findmnt -rn -o TARGET | grep -q "^$WORK" || rm -rf "$WORK"
+        else
+            mountpoint -q "$MNT" && umount "$MNT"
+            rmdir "$MNT"
+        fi
     fi
     [ -n "$LOOP" ] && losetup -d "$LOOP"
 }
@@ -245,25 +277,31 @@ cleanup() {
 need_full_build_inputs() {
     # shellcheck source=image/versions.env
     . "$REPO/image/versions.env"
-    case "$RPI_OS_SHA256" in
-        FILL-ME*|"") die "image/versions.env: RPI_OS_SHA256 is not filled in (see the comment there)" ;;
-    esac
-    [[ $RPI_OS_SHA256 =~ ^[0-9a-f]{64}$ ]] || die "RPI_OS_SHA256 is not a sha256"
-    if grep -E '^[A-Za-z0-9_.-]+==' "$REPO/image/requirements-pi.txt" | grep -qv -- '--hash=sha256:'; then
+    if [ "$BASE" = rpi ]; then
+        case "$RPI_OS_SHA256" in
+            FILL-ME*|"") die "image/versions.env: RPI_OS_SHA256 is not filled in (see the comment there)" ;;
+        esac
+        [[ $RPI_OS_SHA256 =~ ^[0-9a-f]{64}$ ]] || die "RPI_OS_SHA256 is not a sha256"
+    fi
+    if grep -E '^[A-Za-z0-9_.-]+==' "$REPO/image/requirements-pi.txt" "$REPO/image/requirements-pi-sdist.txt" \
+            | grep -qv -- '--hash=sha256:'; then
         die "image/requirements-pi.txt has requirements without hashes: run --lock first"
     fi
     [ "$(id -u)" = 0 ] || die "--image needs root (loop devices, mounts, chroot)"
-    for tool in curl xz sfdisk losetup resize2fs mkfs.ext4 chroot sha256sum; do
-        command -v "$tool" >/dev/null || die "missing tool: $tool"
+    local tool
+    local -a tools=(sfdisk mkfs.ext4 chroot sha256sum)
+    if [ "$BASE" = rpi ]; then tools+=(curl xz losetup resize2fs); else tools+=(mmdebstrap mkfs.vfat mcopy mke2fs); fi
+    for tool in "${tools[@]}"; do
+        command -v "$tool" >/dev/null || die "missing tool: $tool (tools/install-vm-deps.sh installs the --base debian ones)"
     done
     [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || [ "$(uname -m)" = aarch64 ] \
-        || die "no arm64 emulation: install qemu-user-static and binfmt-support"
+        || die "no arm64 emulation: install qemu-user-static and binfmt-support (tools/install-vm-deps.sh)"
 }
 
 download_base() {
-    local cache=${CIRCLEBOX_IMAGE_CACHE:-$REPO/build/image-cache} file
-    file="$cache/$(basename "$RPI_OS_URL")"
-    install -d "$cache"
+    local file
+    file="$CACHE/$(basename "$RPI_OS_URL")"
+    install -d "$CACHE"
     if [ ! -f "$file" ]; then
         log "downloading $RPI_OS_URL"
         curl -fL --retry 3 -o "$file.part" "$RPI_OS_URL"
@@ -274,26 +312,66 @@ download_base() {
     echo "$file"
 }
 
-fetch_wheelhouse() {
-    local dir=$1
-    "$(host_python)" -m pip download --quiet --require-hashes --no-deps --only-binary=:all: \
-        --platform "$WHEEL_PLATFORM" --python-version "$PYTHON_MINOR" --implementation cp \
-        -r "$REPO/image/requirements-pi.txt" -d "$dir" >&2
+# platform_args: --platform TAG for every tag in WHEEL_PLATFORMS (image/versions.env).
+platform_args() {
+    local tag
+    for tag in $WHEEL_PLATFORMS; do printf -- '--platform %s ' "$tag"; done
 }
 
+# fetch_wheelhouse DIR: every pinned wheel (checked against its hash), plus a wheel built here
+# from each pinned pure-Python sdist; writes DIR/requirements.txt with the hashes of all of
+# them (the sdist-built wheels' hashes are of the wheels just built from verified sources).
+fetch_wheelhouse() {
+    local dir=$1 sdists file name
+    # shellcheck disable=SC2046  # one word per option
+    "$(host_python)" -m pip download --quiet --require-hashes --no-deps --only-binary=:all: \
+        $(platform_args) --python-version "$PYTHON_MINOR" --implementation cp \
+        -r "$REPO/image/requirements-pi.txt" -d "$dir" >&2
+    grep -E '^[A-Za-z0-9_.-]+==' "$REPO/image/requirements-pi.txt" > "$dir/requirements.txt"
+    sdists=$(mktemp -d)
+    "$(host_python)" -m pip download --quiet --require-hashes --no-deps --no-binary=:all: \
+        -r "$REPO/image/requirements-pi-sdist.txt" -d "$sdists" >&2
+    for file in "$sdists"/*; do
+        [ -f "$file" ] || continue
+        "$(host_python)" -m pip wheel --quiet --no-deps --wheel-dir "$dir" "$file" >&2
+    done
+    while read -r name; do
+        file=$(find "$dir" -maxdepth 1 -iname "${name//-/_}-*-py3-none-any.whl" | head -1)
+        [ -n "$file" ] || die "$name: the wheel built from its sdist is not pure Python (py3-none-any)"
+        echo "$name==$(basename "$file" | cut -d- -f2) --hash=sha256:$(sha256sum "$file" | cut -d' ' -f1)" >> "$dir/requirements.txt"
+    done < <(grep -oE '^[A-Za-z0-9_.-]+==' "$REPO/image/requirements-pi-sdist.txt" | tr -d '=')
+    rm -rf "$sdists"
+}
+
+# install_app_chroot ROOT: the venv at /opt/circlebox/venv made by the image's own python3
+# (under emulation), the pinned dependencies from the wheelhouse, then the app's wheel. The venv
+# with its dependencies is cached by the image's Python, the pins and the wheels' hashes.
 install_app_chroot() {
-    local root=$1
-    install -d -m 0755 "$root/opt/circlebox/wheels"
-    build_wheel "$root/opt/circlebox/wheels"
-    fetch_wheelhouse "$root/opt/circlebox/wheels"
-    install -m 0644 "$REPO/image/requirements-pi.txt" "$root/opt/circlebox/wheels/requirements.txt"
+    local root=$1 wheels=$1/opt/circlebox/wheels key cached
+    install -d -m 0755 "$wheels"
+    build_wheel "$wheels"
+    fetch_wheelhouse "$wheels"
+    key=$( { chroot "$root" python3 -VV; cat "$wheels/requirements.txt"; } | sha256sum | cut -c1-16)
+    cached="$CACHE/venv-$key.tar"
+    if [ -f "$cached" ]; then
+        log "app venv: cached $(basename "$cached")"
+        tar -C "$root" -xpf "$cached"
+    else
+        log "app venv: installing $(grep -c == "$wheels/requirements.txt") pinned wheels under emulation"
+        chroot "$root" /bin/sh -euc "
+            python3 -m venv /opt/circlebox/venv
+            /opt/circlebox/venv/bin/pip install --quiet --no-index --find-links /opt/circlebox/wheels \
+                --require-hashes -r /opt/circlebox/wheels/requirements.txt
+        "
+        install -d "$CACHE"
+        tar -C "$root" -cf "$cached.part" opt/circlebox/venv && mv "$cached.part" "$cached"
+    fi
     chroot "$root" /bin/sh -euc "
-        python3 -m venv /opt/circlebox/venv
-        /opt/circlebox/venv/bin/pip install --quiet --no-index --find-links /opt/circlebox/wheels \
-            --require-hashes -r /opt/circlebox/wheels/requirements.txt
-        /opt/circlebox/venv/bin/pip install --quiet --no-index --no-deps /opt/circlebox/wheels/circlebox-*.whl
+        /opt/circlebox/venv/bin/pip install --quiet --no-index --no-deps --force-reinstall /opt/circlebox/wheels/circlebox-*.whl
         /opt/circlebox/venv/bin/circlebox --help >/dev/null
     "
+    # The wheels are in the venv now; keep only the app's (check_tree compares against it).
+    find "$wheels" -maxdepth 1 -type f ! -name 'circlebox-*.whl' -delete
 }
 
 # add_partitions IMG ROOT_GROW DATA_SIZE: grow partition 2 (the root; the venv needs room) by
@@ -314,12 +392,17 @@ add_partitions() {
         | sfdisk --quiet --no-reread --no-tell-kernel --append "$img"
 }
 
-full_image() {
-    local out=$1 base part
-    need_full_build_inputs
-    trap cleanup EXIT
+bind_host() {
+    local root=$1 part
+    for part in dev dev/pts proc sys run; do mount --bind "/$part" "$root/$part"; done
+}
+
+# base_rpi OUT: Raspberry Pi OS Lite, unpacked to OUT.tmp, partitions grown and added, mounted
+# at MNT with the data partition at /var/lib/circlebox, plus the Debian packages we need.
+base_rpi() {
+    local out=$1 base
+    step "base: Raspberry Pi OS $RPI_OS_RELEASE"
     base=$(download_base)
-    log "unpacking $(basename "$base")"
     xz -dc "$base" > "$out.tmp"
     add_partitions "$out.tmp" "$ROOT_GROW" "$DATA_SIZE"
     LOOP=$(losetup --show -fP "$out.tmp")
@@ -331,36 +414,138 @@ full_image() {
     mount "${LOOP}p1" "$MNT/boot/firmware"
     install -d "$MNT/var/lib/circlebox"
     mount "${LOOP}p3" "$MNT/var/lib/circlebox"
-    for part in dev dev/pts proc sys run; do mount --bind "/$part" "$MNT/$part"; done
+    bind_host "$MNT"
     cp --remove-destination /etc/resolv.conf "$MNT/etc/resolv.conf.circlebox-build"
     mount --bind "$MNT/etc/resolv.conf.circlebox-build" "$MNT/etc/resolv.conf" 2>/dev/null \
         || cp /etc/resolv.conf "$MNT/etc/resolv.conf"
-    log "installing Debian packages: $APT_PACKAGES"
+    step "Debian packages: $APT_PACKAGES"
     # shellcheck disable=SC2086  # a list of package names
     chroot "$MNT" /bin/sh -euc "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends $APT_PACKAGES"
-    build_tree "$MNT" chroot
-    systemd-sysusers --root="$MNT" "$MNT/usr/lib/sysusers.d/circlebox.conf"
-    chroot "$MNT" systemd-tmpfiles --create /usr/lib/tmpfiles.d/circlebox.conf
-    chroot "$MNT" dpkg-query -W >> "$MNT/usr/share/circlebox/image-manifest.txt"
-    rm -f "$MNT/var/cache/apt/archives"/*.deb
     umount "$MNT/etc/resolv.conf" 2>/dev/null || true
     rm -f "$MNT/etc/resolv.conf.circlebox-build"
+}
+
+# base_debian: the cached mmdebstrap root (image/debian_rootfs.sh) unpacked in a folder at MNT,
+# with what Raspberry Pi OS would have had: fstab lines for root and boot (by label), a host name.
+base_debian() {
+    local tarball
+    step "base: Debian $DEBIAN_SUITE arm64 root file system"
+    tarball=$("$REPO/image/debian_rootfs.sh" "$CACHE") || die "the Debian root file system was not built"
+    install -d "$CACHE"
+    WORK=$(mktemp -d "$CACHE/work.XXXXXX")
+    MNT=$WORK/root
+    install -d "$MNT"
+    tar -C "$MNT" -xpf "$tarball" --numeric-owner
+    [ -f "$MNT/boot/firmware/cmdline.txt" ] || die "raspi-firmware wrote no /boot/firmware/cmdline.txt"
+    ls "$MNT"/boot/vmlinuz-* >/dev/null || die "no kernel in the Debian root"
+    cat > "$MNT/etc/fstab" <<'FSTAB'
+# The image's partitions, by label (image_build.sh --base debian).
+LABEL=CBROOT  /               ext4   defaults,noatime,commit=5                0  1
+LABEL=CBBOOT  /boot/firmware  vfat   defaults,noatime,umask=0022,nofail       0  2
+FSTAB
+    echo circlebox > "$MNT/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\tcirclebox\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+        > "$MNT/etc/hosts"
+    bind_host "$MNT"
+}
+
+# finish_root: every step after the base, the same for both: the app, its users and folders,
+# the manifest, the check.
+finish_root() {
+    step "app: circlebox wheel, pinned aarch64 wheels, units, config, keys"
+    build_tree "$MNT" chroot
+    systemd-sysusers --root="$MNT" "$MNT/usr/lib/sysusers.d/circlebox.conf"
+    # /run is the host's (bound) and made at each boot anyway.
+    chroot "$MNT" systemd-tmpfiles --create --exclude-prefix=/run /usr/lib/tmpfiles.d/circlebox.conf
+    echo "base=$BASE" >> "$MNT/usr/share/circlebox/image-manifest.txt"
+    chroot "$MNT" dpkg-query -W >> "$MNT/usr/share/circlebox/image-manifest.txt"
+    rm -f "$MNT/var/cache/apt/archives"/*.deb
     # The host's /dev, /proc... must not be in what --check walks.
+    local part
     for part in dev/pts dev proc sys run; do umount "$MNT/$part"; done
+    step "check"
     run_check "$MNT"
+}
+
+# mib BYTES: rounded up to whole MiB.
+mib() { echo $(( ($1 + 1048575) / 1048576 )); }
+
+# assemble_debian OUT: an SD card image from the folder at MNT: partition 1 the Pi's boot
+# files (FAT32, label CBBOOT), 2 the root (ext4, CBROOT), 3 the data partition (ext4, CBDATA)
+# filled from /var/lib/circlebox. Made with mke2fs -d and mtools: no loop devices.
+assemble_debian() {
+    local out=$1 parts=$WORK/parts boot_mib=256 root_mib data_mib used
+    install -d "$parts" "$WORK/data"
+    # The data partition's files leave the root (the root keeps the empty mount point).
+    (shopt -s dotglob nullglob; mv "$MNT"/var/lib/circlebox/* "$WORK/data/")
+    used=$(du -sb --exclude=./boot/firmware "$MNT" | cut -f1)
+    root_mib=$(( $(mib "$used") * 13 / 10 + 256 ))   # 30% + 256 MiB of room for the ext4 metadata
+    data_mib=$(( $(numfmt --from=iec "$DATA_SIZE") / 1048576 ))
+    mkfs.vfat -F 32 -n CBBOOT -C "$parts/boot.vfat" $((boot_mib * 1024)) >/dev/null
+    mcopy -s -i "$parts/boot.vfat" "$MNT"/boot/firmware/* ::/
+    (shopt -s dotglob nullglob; mv "$MNT"/boot/firmware/* "$WORK/")
+    mke2fs -q -t ext4 -L CBROOT -d "$MNT" "$parts/root.ext4" "${root_mib}M"
+    mke2fs -q -t ext4 -L CBDATA -d "$WORK/data" "$parts/data.ext4" "${data_mib}M"
+    local start1=2048 start2 start3
+    start2=$(( start1 + boot_mib * 2048 ))
+    start3=$(( start2 + root_mib * 2048 ))
+    truncate -s 0 "$out.tmp"
+    truncate -s $(( (start3 + data_mib * 2048) * 512 )) "$out.tmp"
+    printf 'label: dos\nstart=%s, size=%s, type=c, bootable\nstart=%s, size=%s, type=83\nstart=%s, size=%s, type=83\n' \
+        "$start1" $((boot_mib * 2048)) "$start2" $((root_mib * 2048)) "$start3" $((data_mib * 2048)) \
+        | sfdisk --quiet "$out.tmp"
+    dd if="$parts/boot.vfat" of="$out.tmp" bs=1M seek=$((start1 / 2048)) conv=notrunc,sparse status=none
+    dd if="$parts/root.ext4" of="$out.tmp" bs=1M seek=$((start2 / 2048)) conv=notrunc,sparse status=none
+    dd if="$parts/data.ext4" of="$out.tmp" bs=1M seek=$((start3 / 2048)) conv=notrunc,sparse status=none
+}
+
+full_image() {
+    local out=$1 manifest
+    STEPS=4
+    [ "$BASE" = rpi ] && STEPS=5
+    need_full_build_inputs
+    trap cleanup EXIT
+    case "$BASE" in
+        rpi) base_rpi "$out" ;;
+        debian) base_debian ;;
+        *) die "--base must be rpi or debian, not '$BASE'" ;;
+    esac
+    finish_root
+    manifest="$out.manifest.txt"
+    cp "$MNT/usr/share/circlebox/image-manifest.txt" "$manifest"
+    if [ "$BASE" = debian ]; then
+        step "assembling the SD card image (boot, root, data partitions)"
+        assemble_debian "$out"
+    fi
     cleanup
-    MNT="" LOOP=""
+    MNT="" LOOP="" WORK=""
     trap - EXIT
     mv "$out.tmp" "$out"
     sha256sum "$out" > "$out.sha256"
-    log "done: $out ($(cut -d' ' -f1 "$out.sha256"))"
+    log "done in $(( (SECONDS - STARTED) / 60 ))m$(( (SECONDS - STARTED) % 60 ))s: $out"
+    log "  size: $(du -h --apparent-size "$out" | cut -f1) ($(du -h "$out" | cut -f1) used on disk)," \
+        "sha256 $(cut -d' ' -f1 "$out.sha256")"
+    log "  manifest: $manifest ($(grep -c $'\t' "$manifest") Debian packages, build $BUILD, base $BASE)"
+    sed -n '/^mode=/,/^base=/p' "$manifest" | sed 's/^/image_build:    /' >&2
 }
 
+# lock_requirements: the sha256 of each pinned aarch64 wheel into image/requirements-pi.txt
+# and of each pinned sdist into image/requirements-pi-sdist.txt (internet).
 lock_requirements() {
     # shellcheck source=image/versions.env
     . "$REPO/image/versions.env"
-    local dir req name version hash file tmp
+    # shellcheck disable=SC2046  # one word per option
+    lock_file "$REPO/image/requirements-pi.txt" --only-binary=:all: $(platform_args) \
+        --python-version "$PYTHON_MINOR" --implementation cp
+    lock_file "$REPO/image/requirements-pi-sdist.txt" --no-binary=:all:
+    log "hashes written to image/requirements-pi*.txt: review and commit them"
+}
+
+lock_file() {
+    local file=$1 label dir req name version hash found tmp
+    shift
+    label=$(basename "$file")
     dir=$(mktemp -d)
     tmp=$(mktemp)
     while read -r req; do
@@ -369,18 +554,18 @@ lock_requirements() {
         name=${req%%==*}
         version=${req#*==}
         rm -f "$dir"/*
-        "$(host_python)" -m pip download --quiet --no-deps --only-binary=:all: \
-            --platform "$WHEEL_PLATFORM" --python-version "$PYTHON_MINOR" --implementation cp \
-            "$name==$version" -d "$dir" >&2 || die "no aarch64 wheel for $name==$version"
-        for file in "$dir"/*; do
-            hash=$(sha256sum "$file" | cut -d' ' -f1)
-            echo "$name==$version --hash=sha256:$hash" >> "$tmp"
+        "$(host_python)" -m pip download --quiet --no-deps "$@" "$name==$version" -d "$dir" >&2 \
+            || die "$label: nothing to download for $name==$version"
+        found=0
+        for hash in "$dir"/*; do
+            echo "$name==$version --hash=sha256:$(sha256sum "$hash" | cut -d' ' -f1)" >> "$tmp"
+            found=1
         done
-    done < "$REPO/image/requirements-pi.txt"
+        [ "$found" = 1 ] || die "$name==$version: nothing downloaded"
+    done < "$file"
     chmod 0644 "$tmp"
-    mv "$tmp" "$REPO/image/requirements-pi.txt"
+    mv "$tmp" "$file"
     rm -rf "$dir"
-    log "hashes written to image/requirements-pi.txt: review and commit it"
 }
 
 # --- command line -----------------------------------------------------------------------------
@@ -395,6 +580,7 @@ while [ $# -gt 0 ]; do
         --with-vosk) VOSK=$(cd "${2:?--with-vosk needs a directory}" && pwd); shift ;;
         --wheelhouse) WHEELHOUSE=$(cd "${2:?--wheelhouse needs a directory}" && pwd); shift ;;
         --no-render) RENDER=0 ;;
+        --base) BASE=${2:?--base needs rpi or debian}; shift ;;
         -h|--help) usage 0 ;;
         *) warn "unknown argument: $1"; usage 2 ;;
     esac

@@ -24,7 +24,7 @@ from audio.voices import Voice, find_voice
 from device.script import Pause, Recording
 
 if TYPE_CHECKING:
-    from device.script import LoadedScript
+    from device.script import LoadedScript, Script
 
 # Bump when the rendering itself changes (loudness, fades, silences) so old caches re-render.
 RENDERER_VERSION = 2
@@ -276,6 +276,20 @@ def render_prompt_set(
     return result
 
 
+def refuse_wrong_language(script: Script, voices_dir: Path | None = None) -> None:
+    """Raise RenderError for the first prompt device.language finds wrong (its voice speaks
+    another language than the circle's, or it has words but no voice and no recording)."""
+    from device.language import check_prompts
+
+    needs_voice = script.voice is not None and any(_has_text(p) for p in script.prompts().values())
+    language = find_voice(script.voice, voices_dir).language if needs_voice and script.voice else None
+    problems = check_prompts(script, voice_language=language)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more prompts)" if len(problems) > 1 else ""
+        raise RenderError(first.prompt.prompt_id, f"{first.prompt.label}: {first.problem}{more}")
+
+
 def render_script(
     loaded: LoadedScript,
     cache_dir: Path,
@@ -284,8 +298,13 @@ def render_script(
     settings: RenderSettings = RenderSettings(),
     progress: Progress | None = None,
 ) -> RenderResult:
-    """Render a loaded script's prompts into the set named after the script id."""
+    """Render a loaded script's prompts into the set named after the script id.
+
+    Refuses (RenderError naming the prompt) a prompt the box would speak in another language
+    than the circle's, or could not speak at all (device.language): nothing is rendered then.
+    """
     script = loaded.script
+    refuse_wrong_language(script, voices_dir)
     return render_prompt_set(
         script.script,
         script.prompts(),

@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+VoiceDirs = Path | Sequence[Path] | None  # one folder of extra voices, several, or none
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +99,34 @@ def _packaged_dirs() -> list[Path]:
     return dirs
 
 
-def scan_voices(voices_dir: Path | None = None) -> tuple[list[Voice], list[str]]:
-    """All voices (packaged first, then voices_dir, which wins on equal ids) and problems."""
+def _extra_dirs(voices_dir: VoiceDirs) -> list[Path]:
+    if voices_dir is None:
+        return []
+    if isinstance(voices_dir, (str, Path)):
+        return [Path(voices_dir)]
+    return [Path(d) for d in voices_dir]
+
+
+def scan_voices(voices_dir: VoiceDirs = None) -> tuple[list[Voice], list[str]]:
+    """All voices (packaged first, then each extra folder, the later winning on equal ids) and
+    problems. Extra folders: `Config.voice_dirs` (paths.voices_dir, then a voice bundle's)."""
     found: dict[str, Voice] = {}
     problems: list[str] = []
-    for directory in [*_packaged_dirs(), *([Path(voices_dir)] if voices_dir else [])]:
+    for directory in [*_packaged_dirs(), *_extra_dirs(voices_dir)]:
         voices, dir_problems = _scan_dir(directory)
         problems += dir_problems
         found.update((v.id, v) for v in voices)
     return sorted(found.values(), key=lambda v: v.id), problems
 
 
-def list_voices(voices_dir: Path | None = None) -> list[Voice]:
+def list_voices(voices_dir: VoiceDirs = None) -> list[Voice]:
     voices, problems = scan_voices(voices_dir)
     for problem in problems:
         log.warning("%s", problem)
     return voices
 
 
-def find_voice(voice_id: str, voices_dir: Path | None = None) -> Voice:
+def find_voice(voice_id: str, voices_dir: VoiceDirs = None) -> Voice:
     voices, problems = scan_voices(voices_dir)
     for voice in voices:
         if voice.id == voice_id:

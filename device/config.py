@@ -72,6 +72,8 @@ class AudioSection(_Frozen):
     loudness_lufs: float = Field(ge=-40.0, le=-6.0)
     driver: str | None = None
     system_voice: str = Field(default="en_US-joe-medium", min_length=1)  # the box's own prompts
+    # the language pack the box's own prompts are played in (device.language_packs)
+    system_language: str = Field(default="en", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
 
     @model_validator(mode="after")
     def _volume_under_cap(self) -> AudioSection:
@@ -144,6 +146,14 @@ class Config(_Frozen):
     @property
     def data_dir(self) -> Path:
         return self.paths.data_dir
+
+    @property
+    def voice_dirs(self) -> tuple[Path, ...]:
+        """Where extra Piper voices are looked for (the packaged ones are always found):
+        `paths.voices_dir`, then the voices a voice bundle installed."""
+        installed = DataFolder(self.paths.data_dir).installed_voices
+        configured = [self.paths.voices_dir] if self.paths.voices_dir else []
+        return (*configured, *([installed] if installed.is_dir() else []))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

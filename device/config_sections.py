@@ -339,6 +339,12 @@ def _host_name(value: Any) -> str:
     raise ValueError(f"'{value}' is not a host name or IP address")
 
 
+def _page_language(value: str) -> str:
+    if re.match(r"^(auto|[a-z]{2,3}([_-][A-Za-z]{2,4})?)$", value):
+        return value
+    raise ValueError(f"must be auto (the browser's language) or a language code like fr or sw, not {value!r}")
+
+
 class AdminSection(FrozenSection):
     """`admin`: where the admin page listens and which names it answers to."""
 
@@ -346,6 +352,8 @@ class AdminSection(FrozenSection):
     port: _whole(1, 65535)  # 8080 by default
     allowed_hosts: tuple[Annotated[str, BeforeValidator(_host_name)], ...]  # names besides the box's own
     https: Flag  # true only behind a TLS proxy: the login cookie is then sent over https only
+    # the page's language: "auto" follows the browser (Accept-Language); "fr", "sw"... fix it
+    language: Annotated[str, AfterValidator(_page_language)]
 
     @field_validator("host", mode="before")
     @classmethod

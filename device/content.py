@@ -75,9 +75,12 @@ class Circle:
     bank: object  # audio.bank.SoundBank
 
 
-def load_circle(loaded: LoadedScript, cache: Path, system_caches: Sequence[Path] | None = None) -> Circle:
+def load_circle(loaded: LoadedScript, cache: Path, system_caches: Sequence[Path] | None = None, *,
+                system_language: str | None = None, data: Path | DataFolder | None = None) -> Circle:
     """The script with its rendered sounds from `cache`, and the box's own prompts from the
-    first of `system_caches` (default: `cache`) that has a usable system set."""
+    first of `system_caches` (default: `cache`) that has a usable system set; with
+    `system_language` and `data`, that language pack's recordings replace the English ones
+    (device.language_packs)."""
     from audio.bank import SoundBank
 
     path = manifest_path(cache, loaded.script.script)
@@ -92,6 +95,10 @@ def load_circle(loaded: LoadedScript, cache: Path, system_caches: Sequence[Path]
         )
     system = usable_system_manifest(system_caches if system_caches is not None else (cache,), path)
     bank = SoundBank.from_manifest(path, system) if system is not None else SoundBank.from_manifest(path)
+    if system_language and data is not None:
+        from device.language_packs import apply_pack
+
+        apply_pack(bank, data, system_language)
     missing = [p for p in loaded.script.prompts() if p not in bank]
     if missing:
         raise ContentError(f"rendered set for '{loaded.script.script}' lacks {', '.join(missing[:5])}")
@@ -317,14 +324,16 @@ def resolve_circle(name: str, data: Path | DataFolder) -> CircleSource:
     return CircleSource(name, best, best_origin, cache, data, version)
 
 
-def load_source(source: CircleSource) -> Circle:
-    """The resolved circle with its sounds, exactly as the runtime plays it."""
+def load_source(source: CircleSource, system_language: str | None = None) -> Circle:
+    """The resolved circle with its sounds, exactly as the runtime plays it (the box's own
+    prompts in `system_language`'s pack, where it has them)."""
     if source.origin is Origin.INTERRUPTED_SAVE:
         import logging
 
         logging.getLogger("circlebox.content").warning(
             "playing version %s of '%s': its save was cut before the switch", source.version, source.script_id)
-    return load_circle(source.loaded, source.cache, source.system_caches)
+    return load_circle(source.loaded, source.cache, source.system_caches, system_language=system_language,
+                       data=source.data)
 
 
 def system_manifest_for(source: CircleSource) -> Path | None:
@@ -367,9 +376,9 @@ def interrupted_save(data_dir: Path | DataFolder, script_id: str) -> LoadedScrip
     return draft
 
 
-def load_configured_circle(name: str, data_dir: Path | DataFolder) -> Circle:
+def load_configured_circle(name: str, data_dir: Path | DataFolder, system_language: str | None = None) -> Circle:
     """The circle `name` as the box plays it: `resolve_circle`, matched to its rendered set."""
-    return load_source(resolve_circle(name, data_dir))
+    return load_source(resolve_circle(name, data_dir), system_language)
 
 
 def resolve_script(name: str, data_dir: Path | DataFolder) -> LoadedScript:

@@ -16,6 +16,9 @@ circle, its sounds, the usage store or the admin password is.
       current/<kind>              installed releases (symlinks the updater swaps)
       current/content/scripts/    circles a content bundle installed
       current/content/cache/      their rendered sounds
+      current/voice/voices/       Piper voices a voice bundle installed (<id>.onnx + .onnx.json)
+      current/language_pack/<lang>/  language packs a bundle installed (pack.yaml + WAVs)
+      language-packs/<lang>/      the box's own language packs, recorded on the admin page
       update/                     the updater's own state, staging and incoming copies
       state/clock.json            the wall clock's high-water mark
       state/last-good/<id>.yaml   the last version of each circle that played
@@ -98,6 +101,28 @@ class DataFolder:
     @property
     def installed_cache(self) -> Path:
         return self.installed_content / "cache"
+
+    @property
+    def installed_voices(self) -> Path:
+        """Piper voices a voice bundle installed (audio.voices scans it)."""
+        return self.release("voice") / "voices"
+
+    @property
+    def installed_language_packs(self) -> Path:
+        """Language packs a language_pack bundle installed, one folder per language."""
+        return self.release("language_pack")
+
+    def installed_language_pack(self, language: str) -> Path:
+        return self.installed_language_packs / language
+
+    # -- the box's own language packs (recorded on the admin page) ----------------------------
+    @property
+    def language_packs(self) -> Path:
+        return self.root / "language-packs"
+
+    def language_pack(self, language: str) -> Path:
+        """The box's own pack for one language: pack.yaml and its recordings."""
+        return self.language_packs / language
 
     @property
     def update(self) -> Path:

@@ -327,7 +327,7 @@ class Doctor:
 
         lister = self.seams.voices or list_voices
         try:
-            installed = {v.id for v in lister(self.config.paths.voices_dir)}
+            installed = {v.id for v in lister(self.config.voice_dirs)}
         except Exception as exc:  # a broken voice folder must not stop the self-test
             self.add("voices", FAIL, f"cannot list the voices: {exc}")
             return
@@ -383,7 +383,7 @@ class Doctor:
         source = None
         try:
             source = self._source()
-            circle = load_source(source)
+            circle = load_source(source, self.config.audio.system_language)
             self.circle_bank = circle.bank
             self.add("circle", PASS, f"{source.describe()} rendered and matching",
                      origin=source.origin.value, cache=str(source.cache))
@@ -402,6 +402,30 @@ class Doctor:
                      "run `circlebox render`", manifest=str(manifest))
         else:
             self.add("system prompts", PASS, f"rendered with {audio.system_voice}", manifest=str(manifest))
+        self.check_language_pack(names)
+
+    def check_language_pack(self, button_names: list[str]) -> None:
+        """The language the box's own prompts are in: which of them its pack has not recorded
+        (those are said in English: docs/languages.md)."""
+        from device.language import base_language, language_name
+        from device.language_packs import missing_prompts, pack_recordings
+        from device.system_prompts import pack_prompts
+
+        language = self.config.audio.system_language
+        if base_language(language) == "en":
+            return
+        ids = list(pack_prompts(button_names=button_names))
+        _found, problems = pack_recordings(self.data, language)
+        missing = missing_prompts(self.data, language, ids)
+        words = language_name(language)
+        if problems:
+            self.add("language pack", WARN, f"{words}: {problems[0]}", problems=problems)
+        elif missing:
+            self.add("language pack", WARN, f"{words}: {len(missing)} of {len(ids)} of the box's own prompts have "
+                     f"no recording and are said in English (first: {missing[0]}); record them on the admin "
+                     "page (Box's own messages) or install a language_pack bundle", missing=missing)
+        else:
+            self.add("language pack", PASS, f"{words}: every one of the box's own prompts is recorded")
 
     def check_disk(self) -> None:
         if not self.data_dir.is_dir():
@@ -471,6 +495,10 @@ class Doctor:
         if bank is None:  # no circle: the box's own prompts alone
             with contextlib.suppress(Exception):
                 bank = SoundBank.from_manifest(system_manifest_path(self.data.cache))
+            if bank is not None:  # in the language of the box's own words (device.language_packs)
+                from device.language_packs import apply_pack
+
+                apply_pack(bank, self.data, self.config.audio.system_language)
         if bank is None or bank.sample_rate != rate:
             bank = SoundBank(rate)
             bank.add_tones()

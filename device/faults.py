@@ -13,17 +13,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+
+def N_(text: str) -> str:
+    """Marks words for the admin page's catalogues (pybabel extract); the page translates them
+    where it shows them (local_admin.i18n.plain_fault). Here they stay English."""
+    return text
+
+
 # The parts the runtime names in its faults and health, as people call them.
 PART_NAMES: dict[str, str] = {
-    "speaker": "Speaker",
-    "mic": "Microphone",
-    "buttons": "Buttons",
-    "leds": "Lights",
-    "circle": "Circle",
-    "settings": "Settings",
-    "control": "Connection to this page",
-    "voices": "Voices",
-    "vosk": "Spoken commands",
+    "speaker": N_("Speaker"),
+    "mic": N_("Microphone"),
+    "buttons": N_("Buttons"),
+    "leds": N_("Lights"),
+    "circle": N_("Circle"),
+    "settings": N_("Settings"),
+    "control": N_("Connection to this page"),
+    "voices": N_("Voices"),
+    "vosk": N_("Spoken commands"),
 }
 _PART_PREFIX = re.compile(r"^\s*([a-z_]+)\s*:\s*(.*)$", re.DOTALL)
 
@@ -55,61 +62,61 @@ class PlainFault:
 # part's specific rules come before its catch-all.
 _RULES: tuple[tuple[str, str | None, str, str], ...] = (
     ("mic", r"listening unavailable",
-     "Listening to the room is not available on this box.",
-     "The buttons and this panel still work. A technician can reinstall the box's software."),
+     N_("Listening to the room is not available on this box."),
+     N_("The buttons and this panel still work. A technician can reinstall the box's software.")),
     ("mic", r"^listening\.",
-     "The listening settings are not valid, so the box does not listen to the room.",
-     "Correct them on the Settings page (Listening); the buttons still work."),
+     N_("The listening settings are not valid, so the box does not listen to the room."),
+     N_("Correct them on the Settings page (Listening); the buttons still work.")),
     ("mic", None,
-     "The microphone is not working.",
-     "Check its cable; the buttons still work. The box tries the microphone again by itself."),
+     N_("The microphone is not working."),
+     N_("Check its cable; the buttons still work. The box tries the microphone again by itself.")),
     ("speaker", None,
-     "The speaker is not working, so the box cannot speak.",
-     "Check that the speaker is plugged in and switched on, then restart the circle service "
-     "on the System page."),
+     N_("The speaker is not working, so the box cannot speak."),
+     N_("Check that the speaker is plugged in and switched on, then restart the circle service "
+     "on the System page.")),
     ("circle", r"last good|kept version",
-     "The newest version of the circle could not be used; the box plays the last version "
-     "that worked.",
-     "Open the circle on the Circles page, fix what it marks and save it again."),
+     N_("The newest version of the circle could not be used; the box plays the last version "
+     "that worked."),
+     N_("Open the circle on the Circles page, fix what it marks and save it again.")),
     ("circle", r"render",
-     "The circle's sounds have not been made yet, so the box cannot play it.",
-     "Save the circle again on the Circles page; the box makes its sounds while you wait."),
+     N_("The circle's sounds have not been made yet, so the box cannot play it."),
+     N_("Save the circle again on the Circles page; the box makes its sounds while you wait.")),
     ("circle", None,
-     "The box could not load the circle it is set to run.",
-     "Check the circle on the Circles page, or choose another one on the Settings page."),
+     N_("The box could not load the circle it is set to run."),
+     N_("Check the circle on the Circles page, or choose another one on the Settings page.")),
     ("buttons", r"^no GPIO",
-     "The box's own buttons are not connected.",
-     "Use the on-screen buttons on this panel; a technician should check the button wiring."),
+     N_("The box's own buttons are not connected."),
+     N_("Use the on-screen buttons on this panel; a technician should check the button wiring.")),
     ("buttons", None,
-     "The box's buttons are not working.",
-     "Use the on-screen buttons on this panel; a technician should check the button cable."),
+     N_("The box's buttons are not working."),
+     N_("Use the on-screen buttons on this panel; a technician should check the button cable.")),
     ("leds", None,
-     "The box's lights are not working.",
-     "Circles still run as usual; a technician should check the light wiring."),
+     N_("The box's lights are not working."),
+     N_("Circles still run as usual; a technician should check the light wiring.")),
     ("control", None,
-     "This page cannot reach the box.",
-     "Restart the circle service on the System page."),
+     N_("This page cannot reach the box."),
+     N_("Restart the circle service on the System page.")),
     ("settings", None,
-     "The box could not use the settings saved last; it keeps the settings it had.",
-     "Open the Settings page, correct what it marks and save again."),
+     N_("The box could not use the settings saved last; it keeps the settings it had."),
+     N_("Open the Settings page, correct what it marks and save again.")),
     ("voices", r"no voice",
-     "No voice is installed, so the box cannot make new sounds.",
-     "Circles already saved still play. A technician can install a voice with an update."),
+     N_("No voice is installed, so the box cannot make new sounds."),
+     N_("Circles already saved still play. A technician can install a voice with an update.")),
     ("voices", None,
-     "The box's voices cannot be read, so it cannot make new sounds.",
-     "Circles already saved still play. Tell your technician."),
+     N_("The box's voices cannot be read, so it cannot make new sounds."),
+     N_("Circles already saved still play. Tell your technician.")),
     ("vosk", r"^ok",
-     "Spoken commands are ready.",
+     N_("Spoken commands are ready."),
      ""),
     ("vosk", None,
-     "Off: the box does not hear spoken commands.",
-     "The buttons and this panel work as usual; a technician can install the speech model."),
+     N_("Off: the box does not hear spoken commands."),
+     N_("The buttons and this panel work as usual; a technician can install the speech model.")),
     ("", r"sound '.*' is not rendered|not rendered",
-     "A sound of this circle is missing, so the box skipped it.",
-     "Save the circle again on the Circles page so the box makes all its sounds."),
+     N_("A sound of this circle is missing, so the box skipped it."),
+     N_("Save the circle again on the Circles page so the box makes all its sounds.")),
     ("", None,
-     "Something went wrong in the box.",
-     "Restart the circle service on the System page; if it happens again, tell your technician."),
+     N_("Something went wrong in the box."),
+     N_("Restart the circle service on the System page; if it happens again, tell your technician.")),
 )
 
 
@@ -130,10 +137,10 @@ def explain(part: str, message: str, detail: str | None = None) -> PlainFault:
         if pattern is None or re.search(pattern, message):
             return PlainFault(part, summary, advice, detail if detail is not None else message)
     # a part with no rule of its own: say which part, in words
-    name = PART_NAMES.get(part, "A part of the box")
-    return PlainFault(part, f"{name} is not working.",
-                      "Restart the circle service on the System page; if it happens again, "
-                      "tell your technician.", detail if detail is not None else message)
+    name = PART_NAMES.get(part, N_("A part of the box"))
+    return PlainFault(part, N_("%(part)s is not working.") % {"part": name},
+                      N_("Restart the circle service on the System page; if it happens again, "
+                         "tell your technician."), detail if detail is not None else message)
 
 
 def explain_fault(text: str) -> PlainFault:

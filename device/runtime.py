@@ -136,7 +136,7 @@ class Runtime:
         """The configured circle, or the last good one if the configured one is broken or unrendered."""
         name = self.config.session.script
         try:
-            circle = load_configured_circle(name, self.folder)
+            circle = load_configured_circle(name, self.folder, self.config.audio.system_language)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", str(exc))
             last = self.folder.last_good(Path(name).stem)
@@ -152,10 +152,11 @@ class Runtime:
 
     def _load_last_good(self, loaded: Any) -> Circle:
         """The last good text's sounds are in the box's cache or in the content release."""
+        language = self.config.audio.system_language
         try:
-            return load_circle(loaded, self.folder.cache)
+            return load_circle(loaded, self.folder.cache, system_language=language, data=self.folder)
         except ContentError:
-            return load_circle(loaded, self.folder.installed_cache)
+            return load_circle(loaded, self.folder.installed_cache, system_language=language, data=self.folder)
 
     def _open_speaker(self) -> Any:
         if self._speaker is not None:
@@ -347,6 +348,7 @@ class Runtime:
         def call() -> None:
             try:
                 out["reply"] = work()
+                self._publish()  # the status read right after this reply already shows its effect
             except Exception as exc:  # a bug here must not stop the box's loop
                 log.exception("control request failed")
                 out["reply"] = {"ok": False, "error": f"the box could not do it: {exc}"}
@@ -501,15 +503,23 @@ class Runtime:
     def _watch_signature(self) -> tuple:
         """Every file the box's settings and circle come from, by path and mtime (cheap: stat only)."""
         name = self._latest.session.script
+        from device.language_packs import pack_files
+
         files = [*self._source.files, self.folder.admin_config,
-                 *circle_files(name, self.circle.loaded.script.script, self.folder)]
+                 *circle_files(name, self.circle.loaded.script.script, self.folder),
+                 *pack_files(self.folder, self._latest.audio.system_language)]
         return (installed_release(self.folder), file_signature(files))
 
     def _system_prompts_signature(self) -> tuple:
+        """The box's own prompts: the system sets, and the language pack the latest config
+        names (a new take on the admin page, or a language_pack bundle, changes it)."""
+        from device.language_packs import pack_files
         from device.system_prompts import system_manifest_path
 
-        return file_signature([system_manifest_path(self.folder.cache),
-                               system_manifest_path(self.folder.installed_cache)])
+        language = self._latest.audio.system_language
+        return (language, file_signature([system_manifest_path(self.folder.cache),
+                                          system_manifest_path(self.folder.installed_cache),
+                                          *pack_files(self.folder, language)]))
 
     def _reload_if_files_changed(self) -> bool:
         signature = self._watch_signature()
@@ -627,7 +637,7 @@ class Runtime:
                 candidate = resolve_script(name, self.folder)
                 if candidate.text == loaded.text and rendered_matches(candidate, cache_for(candidate, self.folder)):
                     return False  # the same circle still plays: no need to read its sounds again
-            new = load_configured_circle(name, self.folder)
+            new = load_configured_circle(name, self.folder, self.config.audio.system_language)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", f"kept version {loaded.script.version} of {loaded.script.script}: {exc}")
             return False

@@ -52,6 +52,8 @@ class Recording(_Frozen):
     """An uploaded recording used instead of TTS (for languages without a voice)."""
 
     audio: str = Field(min_length=1, max_length=200)
+    # the words spoken in it, for the therapist to read while recording (never synthesized)
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
 
     @field_validator("audio")
     @classmethod
@@ -229,6 +231,9 @@ class Script(_Frozen):
     voice: str | None = Field(default=None, min_length=1)
     steps: tuple[Step, ...] = Field(min_length=1, max_length=100)
     messages: dict[str, Parts] = Field(default_factory=dict)
+    # the voice may speak text although it speaks another language than the circle's
+    # (device.language: otherwise such a prompt must be recorded)
+    allow_other_language: bool = False
 
     @field_validator("script")
     @classmethod
@@ -254,15 +259,8 @@ class Script(_Frozen):
             if step.id in seen:
                 raise ValueError(f"two steps have the id '{step.id}'; each step needs its own")
             seen.add(step.id)
-        if not self.language.startswith("en"):
-            missing = [m for m in ("help", "wrap_up", "reminder", "finished") if m not in self.messages]
-            if missing:
-                raise ValueError(
-                    f"messages: the box's own messages are in English by default; a {self.language} "
-                    f"circle needs its own text for: {', '.join(missing)}"
-                )
-        if self.voice is None and self.needs_voice():
-            raise ValueError("voice: needed, because some prompts are text (or use recordings only)")
+        # Whether each prompt can be spoken in the circle's language (a recording, or a voice
+        # of that language) is device.language's rule: it needs the box's voices and files.
         return self
 
     # -- what the renderer and the engine need -------------------------------------------
@@ -296,8 +294,10 @@ class Script(_Frozen):
         import hashlib
         import json
 
-        def plain(part: Any) -> Any:
-            return part if isinstance(part, str) else part.model_dump()
+        def plain(part: Any) -> Any:  # a recording's words are not said by the box: not hashed
+            if isinstance(part, str):
+                return part
+            return part.model_dump(exclude={"text"} if isinstance(part, Recording) else None)
 
         body = {"voice": self.voice, "prompts": {k: [plain(p) for p in v] for k, v in self.prompts().items()}}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()

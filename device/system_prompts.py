@@ -5,8 +5,10 @@ technician's self-test (`circlebox doctor`) and, when the updater is installed, 
 says during a USB update. Rendered with `audio.system_voice` into the set named "system"
 (manifest `<data>/cache/sets/system.json`); the runtime loads it next to the circle's set.
 
-Text only, English. Stale means the prompts (or voice, or render settings) changed since the
-set was rendered: the manifest's meta carries a sha256 of all of it.
+Text only, English; a language pack (device.language_packs, `audio.system_language`) puts
+its recordings in place of these when the box loads its sounds. Stale means the prompts (or
+voice, or render settings) changed since the set was rendered: the manifest's meta carries a
+sha256 of all of it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 SYSTEM_SET = "system"
 DEFAULT_SYSTEM_VOICE = "en_US-joe-medium"
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# Prompts said with the same words as another: a language pack records them once.
+SAME_WORDS: dict[str, str] = {f"digit:{d}": f"sys:digit_{d}" for d in range(10)}
 
 # Self-test prompts that do not depend on the button map.
 DOCTOR_PROMPTS: dict[str, str] = {
@@ -97,6 +101,14 @@ def system_prompts(config: Config | None = None, *,
     return out
 
 
+def pack_prompts(config: Config | None = None, *,
+                 button_names: Iterable[str] | None = None) -> dict[str, str]:
+    """Every prompt a language pack records, by id -> its English words (what to say), in the
+    order the studio lists them; prompts said with the same words (SAME_WORDS) once."""
+    return {pid: " ".join(p for p in parts if isinstance(p, str))
+            for pid, parts in system_prompts(config, button_names=button_names).items() if pid not in SAME_WORDS}
+
+
 def system_fingerprint(prompts: dict[str, Sequence[str]], voice_id: str, sample_rate: int,
                        loudness_lufs: float) -> str:
     """sha256 of everything the rendered set depends on (besides the voice files themselves)."""
@@ -156,8 +168,10 @@ def render_system_set(cache: Path, *, voice_id: str = DEFAULT_SYSTEM_VOICE, voic
 
 __all__ = [
     "DEFAULT_SYSTEM_VOICE",
+    "SAME_WORDS",
     "SYSTEM_SET",
     "default_button_names",
+    "pack_prompts",
     "press_prompt_id",
     "render_system_set",
     "rendered_fingerprint",

@@ -202,7 +202,9 @@ class Checker:
     def check_deps(self, site: Path) -> None:
         installed = {re.sub(r"[-_.]+", "-", d.name.rsplit("-", 1)[0]).lower()
                      for d in site.glob("*.dist-info")}
-        for line in (self.repo / "image/requirements-pi.txt").read_text().splitlines():
+        pins = [*(self.repo / "image/requirements-pi.txt").read_text().splitlines(),
+                *(self.repo / "image/requirements-pi-sdist.txt").read_text().splitlines()]
+        for line in pins:
             match = re.match(r"([A-Za-z0-9_.-]+)==", line)
             if match and re.sub(r"[-_.]+", "-", match[1]).lower() not in installed:
                 if match[1] == "lgpio" and self.manifest.get("mode") == "tree":

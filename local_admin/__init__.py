@@ -18,6 +18,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from device.config import Config
 from device.control import socket_path
 from local_admin.backends import Control
+from local_admin.i18n import gettext as _
 from local_admin.jobs import RenderQueue
 from local_admin.limits import FORM_BYTES, VISITOR_BYTES, body_limit, too_big_message
 from local_admin.security import (
@@ -65,7 +66,7 @@ class AdminState:
         if cached is None or time.monotonic() - cached[0] > max_age_s:
             from audio.voices import scan_voices
 
-            cached = (time.monotonic(), scan_voices(self.config.paths.voices_dir))
+            cached = (time.monotonic(), scan_voices(self.config.voice_dirs))
             self._voices = cached
         return cached[1]
 
@@ -104,7 +105,7 @@ def create_app(
     """The admin app. `control` replaces the runtime's control client, `limiter` the rate
     limiter (tests pass a clock), `render_script` the renderer and `run_system` the runner of
     reboot/poweroff commands (tests record what would run)."""
-    from local_admin import auth, circles, panel, settings, system, usage
+    from local_admin import auth, box_messages, circles, panel, settings, studio, system, usage
 
     app = Flask(__name__)
     data_dir = config.data_dir
@@ -128,7 +129,7 @@ def create_app(
     def _host():
         # First of all, before CSRF and login: a foreign Host (DNS rebinding) gets nothing.
         if not state().hosts.allowed(request.host):
-            abort(400, description="This address is not one of the box's own names.")
+            abort(400, description=_("This address is not one of the box's own names."))
 
     @app.before_request
     def _guard():
@@ -149,6 +150,9 @@ def create_app(
             return _need("auth.login")
         return None
 
+    from local_admin import i18n
+
+    i18n.init_app(app)
     csrf = CSRFProtect(app)
     # streams its body and checks the token itself (CSRFProtect would spool the whole form)
     csrf.exempt("local_admin.system.upload_bundle")
@@ -165,7 +169,7 @@ def create_app(
         render_script=render_script or _real_render_script,
     )
 
-    for bp in (auth.bp, circles.bp, panel.bp, settings.bp, usage.bp, system.bp):
+    for bp in (auth.bp, circles.bp, studio.bp, box_messages.bp, panel.bp, settings.bp, usage.bp, system.bp):
         app.register_blueprint(bp)
 
     @app.after_request
@@ -189,22 +193,22 @@ def create_app(
             return jsonify(error=f"refused: {exc.description}"), 400
         return render_template(
             "error.html",
-            title="Form refused",
-            message="This form was refused because its security token is "
-            "missing or out of date. Go back, reload the page and try again; "
-            "nothing was changed.",
+            title=_("Form refused"),
+            message=_("This form was refused because its security token is "
+                      "missing or out of date. Go back, reload the page and try again; "
+                      "nothing was changed."),
         ), 400
 
     @app.errorhandler(400)
     def _bad(exc):
         if _wants_json():
             return jsonify(error=exc.description), 400
-        return render_template("error.html", title="Bad request", message=exc.description), 400
+        return render_template("error.html", title=_("Bad request"), message=exc.description), 400
 
     @app.errorhandler(404)
     def _missing(exc):
         return render_template(
-            "error.html", title="Not found", message="There is no such page or circle."
+            "error.html", title=_("Not found"), message=_("There is no such page or circle.")
         ), 404
 
     @app.errorhandler(413)
@@ -212,7 +216,7 @@ def create_app(
         message = too_big_message(request.max_content_length or VISITOR_BYTES)
         if _wants_json():
             return jsonify(error=message), 413
-        return render_template("error.html", title="File too big", message=message), 413
+        return render_template("error.html", title=_("File too big"), message=message), 413
 
     @app.context_processor
     def _globals():

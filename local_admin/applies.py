@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local_admin.backends import BoxNotRunning
+from local_admin.i18n import gettext as _
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,11 @@ class Change:
     `at_once`: what the box changes even mid-circle ("volume"), or "" when nothing does.
     """
 
-    what: str = "them"
-    at_once: str = ""
+    what: Any = None  # None: the settings ("them")
+    at_once: Any = ""
 
 
-SETTINGS = Change("them")
+SETTINGS = Change()
 
 
 def applies_sentence(outcome: Mapping[str, Any] | BoxNotRunning | None, change: Change = SETTINGS) -> str:
@@ -36,22 +37,24 @@ def applies_sentence(outcome: Mapping[str, Any] | BoxNotRunning | None, change: 
     None means the box could not be told (an admin page without reload): it reads its files
     when it starts.
     """
+    what = _("them") if change.what is None else str(change.what)
     if isinstance(outcome, BoxNotRunning):
-        return f"The box is off: it will use {change.what} when it starts."
+        return _("The box is off: it will use %(what)s when it starts.", what=what)
     if outcome is None:
-        return f"The box will use {change.what} when it next starts."
+        return _("The box will use %(what)s when it next starts.", what=what)
     if outcome.get("ok") is False:
-        why = str(outcome.get("error") or "no reason given")
-        return (f"The box could not take {change.what} now ({why}); "
-                f"it will use {change.what} when it next starts.")
+        why = str(outcome.get("error") or _("no reason given"))
+        return _("The box could not take %(what)s now (%(why)s); it will use %(what)s when it next starts.",
+                 what=what, why=why)
     when = outcome.get("when")
     if when == "now":
-        return f"The box is using {change.what} now."
+        return _("The box is using %(what)s now.", what=what)
     if when == "after_circle":
         if change.at_once:
-            return f"A circle is running: {change.at_once} changes now, the rest when this circle ends."
-        return f"A circle is running: the box will use {change.what} when this circle ends."
-    return f"The box has {change.what}; it will use {change.what} when it is next idle."
+            return _("A circle is running: %(what)s changes now, the rest when this circle ends.",
+                     what=str(change.at_once))
+        return _("A circle is running: the box will use %(what)s when this circle ends.", what=what)
+    return _("The box has %(what)s; it will use %(what)s when it is next idle.", what=what)
 
 
 def tell_box(control: Any, change: Change = SETTINGS) -> str:

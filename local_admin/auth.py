@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
 from local_admin import state
+from local_admin.i18n import gettext as _
 from local_admin.security import password_problem
 
 bp = Blueprint("auth", __name__)
@@ -78,8 +79,9 @@ def setup():
             return locked
         right, wait = _check("setup", lambda: st.passwords.check_setup_code(form["code"]))
         if not right:
-            errors["code"] = "That is not the box's setup code. " + (
-                f"Wait {wait} seconds before the next try." if wait else "Check it and try again."
+            errors["code"] = _("That is not the box's setup code.") + " " + (
+                _("Wait %(seconds)s seconds before the next try.", seconds=wait) if wait
+                else _("Check it and try again.")
             )
             headers = {"Retry-After": str(wait)} if wait else {}
             return (
@@ -92,7 +94,7 @@ def setup():
             errors["confirm" if "same" in problem else "password"] = problem
             return render_template("setup.html", form=form, errors=errors), 400
         _start_session(st.passwords.set_password(password))
-        flash("The admin password is set. Keep it somewhere safe.", "ok")
+        flash(_("The admin password is set. Keep it somewhere safe."), "ok")
         return redirect(url_for("panel.panel"))
     return render_template("setup.html", form=form, errors=errors)
 
@@ -113,8 +115,8 @@ def login():
         if right:
             _start_session(st.passwords.session_stamp())
             return redirect(_safe_next(form["next"]))
-        errors["password"] = "That password is not right. " + (
-            f"Wait {wait} seconds before the next try." if wait else "Try again."
+        errors["password"] = _("That password is not right.") + " " + (
+            _("Wait %(seconds)s seconds before the next try.", seconds=wait) if wait else _("Try again.")
         )
         headers = {"Retry-After": str(wait)} if wait else {}
         return (
@@ -130,7 +132,7 @@ def logout():
     # Ends this session and every other one (phones left logged in on the clinic's Wi-Fi).
     state().passwords.bump_generation()
     session.clear()
-    flash("Logged out everywhere.", "ok")
+    flash(_("Logged out everywhere."), "ok")
     return redirect(url_for("auth.login"))
 
 
@@ -145,9 +147,9 @@ def password():
         current = request.form.get("current", "")
         right, wait = _check("login", lambda: st.passwords.check_password(current))
         if not right:
-            errors["current"] = "That is not the current password."
+            errors["current"] = _("That is not the current password.")
             if wait:
-                errors["current"] += f" Wait {wait} seconds before the next try."
+                errors["current"] += " " + _("Wait %(seconds)s seconds before the next try.", seconds=wait)
             return (
                 render_template("password.html", form={}, errors=errors),
                 (429 if wait else 400),
@@ -161,6 +163,6 @@ def password():
             return render_template("password.html", form={}, errors=errors), 400
         stamp = st.passwords.set_password(request.form["password"])
         _start_session(stamp)  # this browser stays in; every other session ends
-        flash("Password changed. Other phones and computers are logged out.", "ok")
+        flash(_("Password changed. Other phones and computers are logged out."), "ok")
         return redirect(url_for("system.system"))
     return render_template("password.html", form={}, errors=errors)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import re
 from collections.abc import Collection
@@ -24,19 +22,19 @@ from flask import (
     url_for,
 )
 
-from audio.recording import MAX_RECORDING_S
 from device.config import ConfigError
 from device.datafolder import DataFolder
 from device.fsutil import atomic_write_bytes
-from device.script import LoadedScript, Recording, ScriptError, parse_script
+from device.script import LoadedScript, ScriptError, parse_script
 from local_admin import backends, state, store
+from local_admin.i18n import carry_language, language_in_words, message_label
+from local_admin.i18n import gettext as _
 from local_admin.jobs import release_memory
 from local_admin.settings import save_layer
 
 bp = Blueprint("circles", __name__, url_prefix="/circles")
 
 PREVIEW_SET = "_admin-preview"  # not a valid script id, so never mistaken for a circle's set
-AUDIO_TYPES = (".wav", ".mp3", ".ogg", ".oga", ".flac")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 
 
@@ -100,9 +98,9 @@ def copy(script_id: str):
     new_id = request.form.get("new_id", "").strip()
     errors = {}
     if not store.valid_id(new_id):
-        errors["new_id"] = "use lower-case letters, digits, - and _ (up to 40), like my-circle"
+        errors["new_id"] = _("use lower-case letters, digits, - and _ (up to 40), like my-circle")
     elif store.find_path(st.data_dir, new_id):
-        errors["new_id"] = f"there is already a circle called {new_id}"
+        errors["new_id"] = _("there is already a circle called %(name)s", name=new_id)
     if errors:
         circles = store.list_circles(st.data_dir)
         return render_template(
@@ -118,7 +116,7 @@ def copy(script_id: str):
     if data.get("title"):
         data["title"] = f"{data['title']} (copy)"[:120]
     form = store.script_to_form(data)
-    flash(f"This is a copy of {script_id}. Check it and press Save to keep it.", "info")
+    flash(_("This is a copy of %(name)s. Check it and press Save to keep it.", name=script_id), "info")
     return _editor(form, is_new=True)
 
 
@@ -126,13 +124,13 @@ def copy(script_id: str):
 def delete(script_id: str):
     st = state()
     if script_id == _active():
-        flash("This circle is the one the box runs. Choose another one first.", "error")
+        flash(_("This circle is the one the box runs. Choose another one first."), "error")
     elif request.form.get("confirm") != "yes":
-        flash("Tick the box to confirm deleting.", "error")
+        flash(_("Tick the box to confirm deleting."), "error")
     elif store.delete(st.data_dir, script_id):
-        flash(f"Deleted {script_id}. Its earlier versions are kept and can be restored.", "ok")
+        flash(_("Deleted %(name)s. Its earlier versions are kept and can be restored.", name=script_id), "ok")
     else:
-        flash("Only circles written on this box can be deleted (built-in ones stay).", "error")
+        flash(_("Only circles written on this box can be deleted (built-in ones stay)."), "error")
     return redirect(url_for("circles.index"))
 
 
@@ -168,22 +166,22 @@ def import_file():
     errors: dict[str, str] = {}
     general: list[str] = []
     if upload is None or not upload.filename:
-        errors["file"] = "choose a .yaml circle file"
+        errors["file"] = _("choose a .yaml circle file")
     else:
         try:
             text = upload.read().decode("utf-8")
         except UnicodeDecodeError:
-            errors["file"] = "this file is not text (UTF-8); export it again as YAML"
+            errors["file"] = _("this file is not text (UTF-8); export it again as YAML")
         else:
             try:
                 loaded = parse_script(text, upload.filename)
             except ScriptError as exc:
-                errors["file"] = "this circle has problems; nothing was saved"
+                errors["file"] = _("this circle has problems; nothing was saved")
                 general = exc.problems
             else:
                 voice_problem = _voice_problem(loaded.script.voice)
                 if voice_problem:
-                    errors["file"] = f"voice: {voice_problem}"
+                    errors["file"] = _("voice: %(why)s", why=voice_problem)
                 else:
                     script_id = loaded.script.script
                     version = store.next_version(st.data_dir, script_id)
@@ -249,7 +247,7 @@ def restore(script_id: str):
     try:
         parse_script(text, path.name)
     except ScriptError as exc:
-        flash("That version cannot be used any more: " + "; ".join(exc.problems), "error")
+        flash(_("That version cannot be used any more: %(why)s", why="; ".join(exc.problems)), "error")
         return redirect(url_for("circles.history", script_id=script_id))
     version = store.next_version(st.data_dir, script_id)
     return _start_save(script_id, version, store.with_version(text, version))
@@ -263,8 +261,8 @@ def edit(script_id: str):
     st = state()
     source = store.resolve(st.data_dir, script_id)
     if source is not None and not source.editable:
-        flash(f"{script_id} was installed by a content bundle and is not changed on the box: "
-              "copy it (under “Copy or delete”) and edit the copy.", "error")
+        flash(_("%(name)s was installed by a content bundle and is not changed on the box: "
+                "copy it (under “Copy or delete”) and edit the copy.", name=script_id), "error")
         return redirect(url_for("circles.index"))
     if request.method == "POST":
         return _handle_post(script_id)
@@ -272,9 +270,9 @@ def edit(script_id: str):
     note = None
     if draft.exists() and st.renders.active_for(script_id) is None:
         text = draft.read_text(encoding="utf-8")
-        note = (
-            "These are your last changes, which were not saved because rendering failed. "
-            "Save again, or discard them."
+        note = _(
+            "These changes are not on the box yet: recorded in the studio, or a save whose "
+            "rendering failed. Save them, or discard them."
         )
     else:
         path = store.find_path(st.data_dir, script_id)
@@ -303,15 +301,31 @@ def _editor(
     status: int = 200,
     focus: int | None = None,
 ):
+    from device.script import DEFAULT_MESSAGES
+
     st = state()
     job = st.renders.active_for(form["script"]) if form.get("script") else None
+    if form.get("messages") is None:
+        form["messages"] = {name: "" for name in DEFAULT_MESSAGES}
+    english = form.get("language", "").startswith("en")
+    messages = [{"name": name, "label": message_label(name), "default": text if english else ""}
+                for name, text in DEFAULT_MESSAGES.items()]
+    labels = {f"msg_{m['name']}": m["label"] for m in messages}
+    labels.update(msg_label_extra(form))
     return render_template(
         "editor.html",
+        messages=messages,
+        messages_open=(not english or any(form["messages"].values())
+                       or any(k.startswith("msg_") for k in errors or {})),
+        field_labels=labels,
+        circle_language=language_in_words(form.get("language")),
+        voice_note=_voice_note(form),
         form=form,
         is_new=is_new,
         errors=errors or {},
         general=general or [],
         kinds=store.KINDS,
+        sound_words=store.SOUND_WORDS,
         bells=store.BELLS,
         between=store.BETWEEN,
         turn_fields=store.TURN_FIELDS,
@@ -324,48 +338,91 @@ def _editor(
     ), status
 
 
+def msg_label_extra(form: dict) -> dict[str, str]:
+    """Labels of the editor's top-level fields and a round's extra prompts, for the problem list."""
+    out = {"script": _("Short name"), "title": _("Title"), "language": _("Language"), "voice": _("Voice")}
+    for index, step in enumerate(form.get("steps", ())):
+        number, step_id = index + 1, step.get("id", "")
+        out[f"s{index}_between"] = _("Step %(n)s '%(id)s': between turns", n=number, id=step_id)
+        out[f"s{index}_reminder"] = _("Step %(n)s '%(id)s': gentle reminder", n=number, id=step_id)
+        out[f"s{index}_wrap_up"] = _("Step %(n)s '%(id)s': wrap-up", n=number, id=step_id)
+    return out
+
+
+def _voice_note(form: dict) -> str | None:
+    """device.language.voice_note in the reader's words."""
+    from device.language import voice_note
+
+    voice, circle = form.get("voice"), form.get("language", "")
+    spoken = _voice_language(voice)
+    if voice_note(voice, spoken, circle) is None:
+        return None
+    return _("%(voice)s speaks %(spoken)s; this circle is in %(circle)s: record every prompt (the studio), "
+             "or add a %(circle)s voice", voice=voice, spoken=language_in_words(spoken),
+             circle=language_in_words(circle))
+
+
+def _voice_language(voice: str | None) -> str | None:
+    """The language the voice declares (its .onnx.json), None when it is not on the box."""
+    return next((v.language for v in _voices() if v.id == voice), None) if voice else None
+
+
+def prompt_problems(script: Any, pending: Collection[str] = ()) -> list[Any]:
+    """device.language's problems for this circle on this box (its voices, its recordings);
+    `pending`: recordings just uploaded, which count as present."""
+    from device.language import check_prompts
+
+    rec_dir = store.recordings_dir(state().data_dir)
+    return check_prompts(script, voice_language=_voice_language(script.voice),
+                         recording_exists=lambda name: name in pending or (rec_dir / name).is_file())
+
+
 def _voice_problem(voice: str | None) -> str | None:
     if not voice:
         return None
     ids = [v.id for v in _voices()]
     if voice not in ids:
-        return f"unknown voice '{voice}'; this box has: {', '.join(ids) or 'no voices'}"
+        return _("unknown voice '%(voice)s'; this box has: %(voices)s", voice=voice,
+                 voices=", ".join(ids) or _("no voices"))
     return None
 
 
-def _build(form: dict, is_new: bool, script_id: str | None) -> tuple[dict, dict, list, int, dict]:
-    """Form -> (script dict, field errors, general problems, version, base dict)."""
+def _build(form: dict, is_new: bool, script_id: str | None,
+           words: dict[str, str] | None = None) -> tuple[dict, dict, list, int, dict]:
+    """Form -> (script dict, field errors, general problems, version, base dict). The base is
+    the circle's working copy (its draft, else the live file); `words`: of new recordings."""
     st = state()
     errors: dict[str, str] = {}
     target = form["script"] if is_new else script_id
     base: dict = {}
     if not is_new and script_id:
-        path = store.find_path(st.data_dir, script_id)
-        if path is not None:
-            base = store.raw_dict(path.read_text(encoding="utf-8"))
+        base = store.raw_dict(store.working_text(st.data_dir, script_id) or "")
         form["script"] = script_id
     if is_new:
         if not store.valid_id(form["script"]):
-            errors["script"] = "use lower-case letters, digits, - and _ (up to 40), like my-circle"
+            errors["script"] = _("use lower-case letters, digits, - and _ (up to 40), like my-circle")
         elif store.find_path(st.data_dir, form["script"]):
-            errors["script"] = (
-                f"there is already a circle called {form['script']}; choose another name"
-            )
+            errors["script"] = _("there is already a circle called %(name)s; choose another name",
+                                 name=form["script"])
     if not LANGUAGE.match(form["language"]):
-        errors["language"] = "a language code like en_US, sw or ko_KR"
+        errors["language"] = _("a language code like en_US, sw or ko_KR")
     problem = _voice_problem(form["voice"])
     if problem:
         errors["voice"] = problem
     version = store.next_version(st.data_dir, target) if store.valid_id(target or "") else 1
-    data = store.form_to_script(form, base, version, errors)
+    if is_new and not errors:  # a new circle already recorded in the studio (its draft)
+        base = store.raw_dict(store.working_text(st.data_dir, form["script"]) or "")
+    data = store.form_to_script(form, base, version, errors, words)
     return data, errors, [], version, base
 
 
 def _validate(
-    data: dict, form: dict, errors: dict, pending: Collection[str] = ()
+    data: dict, form: dict, errors: dict, pending: Collection[str] = (), *, prompts: bool = True
 ) -> tuple[LoadedScript | None, list[str]]:
     """The circle the form describes, or None with the problems; `pending`: recordings just
-    uploaded, which count as present although they are written only if the form is taken."""
+    uploaded, which count as present although they are written only if the form is taken.
+    `prompts`: also name each prompt that is missing a recording or would be spoken in another
+    language (device.language), at its field."""
     text = store.dump_yaml(data)
     try:
         loaded = parse_script(text, data.get("script") or "circle")
@@ -374,25 +431,12 @@ def _validate(
         for key, msg in fields.items():
             errors.setdefault(key, msg)
         return None, general
-    missing = _missing_recordings(loaded, pending)
-    for index, name in missing:
-        errors.setdefault(f"s{index}_text", f"the recording {name} is not on the box; upload it")
-    return (None if missing else loaded), []
-
-
-def _missing_recordings(loaded: LoadedScript, pending: Collection[str] = ()) -> list[tuple[int, str]]:
-    rec_dir = store.recordings_dir(state().data_dir)
-    missing = []
-    for index, step in enumerate(loaded.script.steps):
-        for field_name in ("say", "prompt"):
-            for part in getattr(step, field_name, None) or ():
-                if (
-                    isinstance(part, Recording)
-                    and part.audio not in pending
-                    and not (rec_dir / part.audio).is_file()
-                ):
-                    missing.append((index, part.audio))
-    return missing
+    if not prompts:
+        return loaded, []
+    found = prompt_problems(loaded.script, pending)
+    for problem in found:
+        errors.setdefault(problem.prompt.field, problem.problem)
+    return (None if found else loaded), []
 
 
 def _handle_post(script_id: str | None):
@@ -433,15 +477,23 @@ def _handle_post(script_id: str | None):
         return _editor(
             form, is_new=is_new, errors=errors, listen=listen, status=200 if url else 400
         )
-    data, build_errors, _general, version, _base = _build(form, is_new, script_id)
+    words = {name: up.words for name, up in pending.items() if up.words}
+    data, build_errors, _general, version, _base = _build(form, is_new, script_id, words)
     errors.update(build_errors)
-    loaded, general = _validate(data, form, errors, pending)
+    loaded, general = _validate(data, form, errors, pending, prompts=False)
     if errors or general or loaded is None:
         _drop(pending, form, errors)  # a refused form writes nothing
         return _editor(form, is_new=is_new, errors=errors, general=general, status=400)
-    _keep(pending)
+    _keep(pending)  # well formed: its recordings are good, whatever else is missing
+    if op == "studio":  # record the prompts: the studio works on the circle's draft
+        store.write_draft(state().data_dir, loaded.script.script, loaded.text)
+        return redirect(url_for("studio.studio", script_id=loaded.script.script))
+    for problem in prompt_problems(loaded.script):
+        errors.setdefault(problem.prompt.field, problem.problem)
+    if errors:
+        return _editor(form, is_new=is_new, errors=errors, status=400)
     if op == "check":
-        flash("No problems found. Press Save to keep it and make it ready for the box.", "ok")
+        flash(_("No problems found. Press Save to keep it and make it ready for the box."), "ok")
         return _editor(form, is_new=is_new)
     return _start_save(loaded.script.script, version, loaded.text)
 
@@ -450,31 +502,42 @@ def _handle_post(script_id: str | None):
 class _Upload:
     """A recording uploaded for a step, checked and converted, not yet written."""
 
-    index: int
+    index: int  # the step's, or -1 for a box message
     wav: bytes
     text_before: str
+    message: str | None = None
+
+    @property
+    def words(self) -> str | None:
+        """The text it replaced, when that was plain words (kept as the recording's words)."""
+        text = " ".join(self.text_before.split())
+        return text if text and "[" not in text else None
 
 
 def _take_uploads(form: dict, errors: dict) -> dict[str, _Upload]:
-    """A recording uploaded for a step replaces the step's text with that recording. Each is
-    checked and converted now, but written only once the form is taken (`_keep`)."""
+    """A recording uploaded for a step (or a box message) replaces its text with that
+    recording. Each is checked and converted now, but written only once the form is taken
+    (`_keep`)."""
     pending: dict[str, _Upload] = {}
-    for index, step in enumerate(form["steps"]):
-        upload = request.files.get(f"s{index}_recording")
+    slots: list[tuple[str, Any, str]] = [
+        (f"s{index}", index, step["id"] or f"step{index + 1}") for index, step in enumerate(form["steps"])]
+    if form.get("messages") is not None:
+        slots += [(f"msg_{name}", name, f"msg-{name}") for name in form["messages"]]
+    for key, slot, prompt_name in slots:
+        upload = request.files.get(f"{key}_recording")
         if upload is None or not upload.filename:
             continue
         try:
-            name, wav = prepare_recording(
-                upload.read(),
-                upload.filename,
-                form["script"] or "circle",
-                step["id"] or f"step{index + 1}",
-            )
+            name, wav = prepare_recording(upload.read(), upload.filename, form["script"] or "circle", prompt_name)
         except ValueError as exc:
-            errors[f"s{index}_recording"] = str(exc)
+            errors[f"{key}_recording"] = str(exc)
+            continue
+        if isinstance(slot, int):
+            pending[name] = _Upload(slot, wav, form["steps"][slot]["text"])
+            form["steps"][slot]["text"] = f"[recording {name}]"
         else:
-            pending[name] = _Upload(index, wav, step["text"])
-            step["text"] = f"[recording {name}]"
+            pending[name] = _Upload(-1, wav, form["messages"][slot], message=slot)
+            form["messages"][slot] = f"[recording {name}]"
     return pending
 
 
@@ -486,42 +549,33 @@ def _keep(pending: dict[str, _Upload]) -> None:
 def _drop(pending: dict[str, _Upload], form: dict, errors: dict) -> None:
     """The form was refused: its recordings are not kept; the steps get their text back."""
     for upload in pending.values():
-        step = form["steps"][upload.index]
-        step["text"] = upload.text_before
+        if upload.message is not None:
+            form["messages"][upload.message] = upload.text_before
+            key = f"msg_{upload.message}_recording"
+        else:
+            form["steps"][upload.index]["text"] = upload.text_before
+            key = f"s{upload.index}_recording"
         errors.setdefault(
-            f"s{upload.index}_recording",
-            "this recording was not kept because the circle has problems; "
-            "fix them, then choose the file again",
+            key,
+            _("this recording was not kept because the circle has problems; "
+              "fix them, then choose the file again"),
         )
 
 
 def prepare_recording(data: bytes, filename: str, script_id: str, step_id: str) -> tuple[str, bytes]:
-    """Check, decode and normalise an uploaded recording: (its name, its WAV bytes)."""
-    import numpy as np
+    """Check, trim and normalise an uploaded recording (audio.takes): (its name, WAV bytes).
+    Raises ValueError (audio.takes.TakeError) saying what is wrong and what to do."""
+    from local_admin.takes import make_ready
 
-    from audio import loudness
-    from audio.cache import wav_bytes
-    from audio.recording import decode_mono
+    take = make_ready(data, filename)
+    return recording_name(script_id, step_id, take.digest), take.wav
 
-    if not filename.lower().endswith(AUDIO_TYPES):
-        raise ValueError("use a WAV, MP3, OGG or FLAC file")
-    if len(data) < 100:
-        raise ValueError("this file is empty or too short to be a recording")
-    target = state().config.audio.sample_rate
-    # length from the header first, then decoded in chunks (audio.recording: a RecordingError
-    # is a ValueError in plain words: unreadable, too long, empty, damaged)
-    mono = decode_mono(io.BytesIO(data), target, max_seconds=MAX_RECORDING_S)
-    if mono.size / target < 0.3:
-        raise ValueError("this recording is shorter than a third of a second")
-    if not np.any(np.abs(mono) > 1e-4):
-        raise ValueError("this recording is silent")
-    mono = loudness.normalise(mono, target, state().config.audio.loudness_lufs)
-    wav = wav_bytes(loudness.to_pcm16(loudness.fade(mono, target)), target)
-    digest = hashlib.sha256(wav).hexdigest()[:10]
+
+def recording_name(script_id: str, step_id: str, digest: str) -> str:
+    """A circle's recording's file name: the circle, the prompt, and the take's own hash."""
     safe_step = re.sub(r"[^a-z0-9_-]", "-", step_id.lower())[:40] or "step"
     safe_script = re.sub(r"[^a-z0-9_-]", "-", script_id.lower())[:40] or "circle"
-    name = f"{safe_script}-{safe_step}-{digest}.wav"
-    return name, wav
+    return f"{safe_script}-{safe_step}-{digest[:10]}.wav"
 
 
 # -- listen
@@ -530,34 +584,32 @@ def prepare_recording(data: bytes, filename: str, script_id: str, step_id: str) 
 def _preview(form: dict, index: int, errors: dict) -> tuple[str | None, str | None]:
     """Render one step's main prompt into the cache; returns (URL of the WAV, problem)."""
     if not 0 <= index < len(form["steps"]):
-        return None, "no such step"
+        return None, _("no such step")
     step = form["steps"][index]
     if step["kind"] == "bell":
-        return None, "a bell step has no words to listen to"
+        return None, _("a bell step has no words to listen to")
     problem = _voice_problem(form["voice"])
     if problem:
         errors["voice"] = problem
         return None, problem
     number_errors: dict[str, str] = {}
-    one = dict(form, steps=[step])
+    one = dict(form, steps=[step], messages=None)
     data = store.form_to_script(one, {}, 1, number_errors)
     data["script"] = "preview"
-    if not data["language"].startswith("en"):
-        data["messages"] = {m: "." for m in ("help", "wrap_up", "reminder", "finished")}
     try:
         loaded = parse_script(store.dump_yaml(data), "preview")
     except ScriptError as exc:
         fields, general = store.problems_to_fields(exc.problems, one)
         for key, msg in fields.items():
             errors.setdefault(key.replace("s0_", f"s{index}_", 1), msg)
-        return None, "; ".join(general) or "fix the marked field first"
+        return None, "; ".join(general) or _("fix the marked field first")
     parts = loaded.script.prompts().get(f"step:{step['id']}")
     if not parts:
-        return None, "this step has nothing to say yet"
-    missing = _missing_recordings(loaded)
-    if missing:
-        errors[f"s{index}_text"] = f"the recording {missing[0][1]} is not on the box; upload it"
-        return None, errors[f"s{index}_text"]
+        return None, _("this step has nothing to say yet")
+    wrong = [p for p in prompt_problems(loaded.script) if p.prompt.prompt_id == f"step:{step['id']}"]
+    if wrong:  # never synthesized in another language, nor without a voice (device.language)
+        errors[f"s{index}_text"] = wrong[0].problem
+        return None, wrong[0].problem
     from audio.render import RenderError, render_prompt_set
     from audio.voices import VoiceNotFound
 
@@ -569,7 +621,7 @@ def _preview(form: dict, index: int, errors: dict) -> tuple[str | None, str | No
                 {"preview": parts},
                 loaded.script.voice,
                 _cache_dir(),
-                voices_dir=st.config.paths.voices_dir,
+                voices_dir=st.config.voice_dirs,
                 recordings_dir=store.recordings_dir(st.data_dir),
                 settings=_render_settings(),
             )
@@ -577,7 +629,7 @@ def _preview(form: dict, index: int, errors: dict) -> tuple[str | None, str | No
             del result
             release_memory()
     except (RenderError, VoiceNotFound, ValueError, OSError) as exc:
-        return None, f"could not make the sound: {exc}"
+        return None, _("could not make the sound: %(why)s", why=exc)
     key = manifest["prompts"]["preview"]["key"]
     return url_for("circles.audio", key=key), None
 
@@ -630,7 +682,7 @@ def _start_save(script_id: str, version: int, text: str):
     data_dir = st.data_dir
     running = st.renders.active_for(script_id)
     if running is not None:  # one save at a time per circle, so versions never collide
-        flash("This circle is still being saved. Wait for it to finish, then save again.", "error")
+        flash(_("This circle is still being saved. Wait for it to finish, then save again."), "error")
         return redirect(url_for("circles.job", job_id=running.id))
     store.write_draft(data_dir, script_id, text)  # kept if rendering fails: nothing is lost
     live_path = DataFolder(data_dir).script(script_id)
@@ -642,20 +694,25 @@ def _start_save(script_id: str, version: int, text: str):
     ):
         store.activate(data_dir, script_id, text)
         flash(
-            f"Saved version {version}. The renderer is not installed here, so the prompts "
-            "were not rendered.",
+            _("Saved version %(version)s. The renderer is not installed here, so the prompts "
+              "were not rendered.", version=version),
             "error",
         )
         return redirect(url_for("circles.edit", script_id=script_id))
 
     settings = _render_settings()
     cache_dir = _cache_dir()
-    voices_dir = st.config.paths.voices_dir
+    voices_dir = st.config.voice_dirs
     render_script = st.render_script
     control = st.control  # the job runs on its own thread, outside the request
     configured = st.config.session.script  # which circle the box runs, asked once it is live
+    in_language = carry_language()  # its messages in the language of the page that saved
 
     def work(job):
+        with in_language():
+            return _work(job)
+
+    def _work(job):
         def progress(done: int, total: int, prompt_id: str, reused: bool) -> None:
             job.total, job.done, job.current = total, done, prompt_id
             job.reused += 1 if reused else 0
@@ -665,13 +722,13 @@ def _start_save(script_id: str, version: int, text: str):
             loaded, cache_dir, voices_dir=voices_dir, settings=settings, progress=progress
         )
         store.activate(data_dir, script_id, text)
-        ready = (f"Version {version} is ready: {len(result.rendered)} prompts rendered, "
-                 f"{len(result.reused)} reused.")
+        ready = _("Version %(version)s is ready: %(rendered)s prompts rendered, %(reused)s reused.",
+                  version=version, rendered=len(result.rendered), reused=len(result.reused))
         if store.active_id(data_dir, configured) != script_id:
-            return f"{ready} Press \"Use on the box\" on the Circles page to play it."
+            return ready + " " + _('Press "Use on the box" on the Circles page to play it.')
         from local_admin.applies import Change, tell_box
 
-        return f"{ready} {tell_box(control, Change(f'version {version}'))}"
+        return f"{ready} {tell_box(control, Change(_('version %(version)s', version=version)))}"
 
     job = st.renders.submit(script_id, version, work)
     return redirect(url_for("circles.job", job_id=job.id))
@@ -689,7 +746,7 @@ def job(job_id: str):
 def job_json(job_id: str):
     item = state().renders.get(job_id)
     if item is None:
-        return jsonify(error="no such job"), 404
+        return jsonify(error=_("no such job")), 404
     data = item.as_dict()
     data["edit_url"] = url_for("circles.edit", script_id=item.script)
     return jsonify(data)

@@ -9,6 +9,8 @@ only on the routes that take files.
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+
 from device.update.inbox import MAX_UPLOAD
 
 KIB = 1024
@@ -23,6 +25,8 @@ BUNDLE_ENDPOINT = "system.upload_bundle"
 FILE_ROUTES: dict[str, int] = {
     "circles.new": RECORDING_BYTES,
     "circles.edit": RECORDING_BYTES,
+    "studio.take": RECORDING_BYTES,
+    "box_messages.take": RECORDING_BYTES,
     BUNDLE_ENDPOINT: MAX_UPLOAD,  # voice bundles are hundreds of MB: streamed to the inbox
 }
 
@@ -37,4 +41,4 @@ def body_limit(endpoint: str | None, logged_in: bool) -> int:
 def too_big_message(limit: int) -> str:
     """For the person whose upload or form was refused."""
     size = f"{limit // MIB} MB" if limit >= MIB else f"{limit // KIB} KB"
-    return f"What was sent is too big for this page (the limit is {size}). Nothing was saved."
+    return _("What was sent is too big for this page (the limit is %(size)s). Nothing was saved.", size=size)

@@ -8,6 +8,9 @@ from device.actions import ACTIONS, UnknownAction, parse_action
 from device.faults import PART_NAMES, explain, explain_fault, is_ok
 from local_admin import state
 from local_admin.backends import BoxNotRunning
+from local_admin.i18n import gettext as _
+from local_admin.i18n import lazy_gettext as _l
+from local_admin.i18n import plain_fault, translated
 
 bp = Blueprint("panel", __name__, url_prefix="/panel")
 
@@ -25,32 +28,43 @@ PANEL_BUTTONS = (
     "stop",
 )
 LABELS = {
-    "next": "Next",
-    "repeat": "Repeat",
-    "pause": "Pause",
-    "help": "Help",
-    "previous": "Back",
-    "skip": "Skip step",
-    "volume_down": "Softer",
-    "volume_up": "Louder",
-    "start": "Start",
-    "stop": "Stop",
-    "explain": "Explain",
+    "next": _l("Next"),
+    "repeat": _l("Repeat"),
+    "pause": _l("Pause"),
+    "help": _l("Help"),
+    "previous": _l("Back"),
+    "skip": _l("Skip step"),
+    "volume_down": _l("Softer"),
+    "volume_up": _l("Louder"),
+    "start": _l("Start"),
+    "stop": _l("Stop"),
+    "explain": _l("Explain"),
 }
 STATE_WORDS = {
-    "idle": "Ready, not started",
-    "speaking": "Speaking",
-    "waiting": "Waiting for NEXT",
-    "in_round": "In a round",
-    "timer": "Timer running",
-    "paused": "Paused",
-    "help": "HELP pressed",
-    "finished": "Circle finished",
+    "idle": _l("Ready, not started"),
+    "speaking": _l("Speaking"),
+    "waiting": _l("Waiting for NEXT"),
+    "in_round": _l("In a round"),
+    "timer": _l("Timer running"),
+    "paused": _l("Paused"),
+    "help": _l("HELP pressed"),
+    "finished": _l("Circle finished"),
+}
+
+# The lights' patterns (device.engine.LED_FOR_STATE) in words; in English the pattern's own name.
+LED_WORDS = {
+    "idle": _l("idle"),
+    "speaking": _l("speaking"),
+    "waiting": _l("waiting"),
+    "listening": _l("listening"),
+    "timer": _l("timer"),
+    "paused": _l("paused"),
+    "help": _l("help"),
 }
 
 # The parts whose health the panel and /system/ list, in this order.
 HEALTH_PARTS = ("speaker", "mic", "buttons", "voices", "vosk")
-STOP_QUESTION = "End the circle now? It will be saved as ended early."
+STOP_QUESTION = _l("End the circle now? It will be saved as ended early.")
 CLOCK_DRIFT_S = 120  # the phone and the box disagree by more than this: offer to set the clock
 
 
@@ -60,7 +74,7 @@ def get_status() -> tuple[dict | None, str | None]:
     except BoxNotRunning as exc:
         return None, str(exc)
     if not isinstance(status, dict):
-        return None, "the box gave an answer the page does not understand"
+        return None, _("the box gave an answer the page does not understand")
     return status, None
 
 
@@ -90,17 +104,18 @@ def countdown_view(countdown: dict | None) -> dict | None:
         return None
     kind = countdown.get("kind")
     turn = countdown.get("turn")
-    label = f"Turn {turn}" if kind == "turn" and turn is not None else (
-        "This turn" if kind == "turn" else "Timer")
+    label = _("Turn %(turn)s", turn=turn) if kind == "turn" and turn is not None else (
+        _("This turn") if kind == "turn" else _("Timer"))
     over = remaining <= 0
     return {
         "kind": kind,
         "label": label,
         "remaining": _minutes_seconds(remaining),
         "limit": _minutes_seconds(limit),
-        "text": (f"time is up ({_minutes_seconds(limit)})" if over
-                 else f"{_minutes_seconds(remaining)} left of {_minutes_seconds(limit)}"),
-        "rest": "time is up" if over else f"left of {_minutes_seconds(limit)}",
+        "text": (_("time is up (%(limit)s)", limit=_minutes_seconds(limit)) if over
+                 else _("%(left)s left of %(limit)s", left=_minutes_seconds(remaining),
+                        limit=_minutes_seconds(limit))),
+        "rest": _("time is up") if over else _("left of %(limit)s", limit=_minutes_seconds(limit)),
         "pct": (round(100 * min(1.0, max(0.0, 1 - remaining / limit))) if limit > 0 else 100),
         "over": over,
     }
@@ -136,11 +151,11 @@ def _listening_off(part: str, commands: str) -> dict | None:
         return None
     why = commands[4:].strip() if commands.startswith("off") else commands
     return {
-        "part": part, "label": PART_NAMES[part], "state": "off",
-        "text": ("Not in use: the box does not listen to the room." if part == "mic"
-                 else "Off: the box does not listen for spoken commands."),
-        "advice": ("Listening can be turned on in Settings (Listening)." if listening_off
-                   else explain(part, why).advice),
+        "part": part, "label": translated(PART_NAMES[part]), "state": "off",
+        "text": (_("Not in use: the box does not listen to the room.") if part == "mic"
+                 else _("Off: the box does not listen for spoken commands.")),
+        "advice": (_("Listening can be turned on in Settings (Listening).") if listening_off
+                   else translated(explain(part, why).advice)),
         "detail": why,
     }
 
@@ -157,7 +172,7 @@ def parts_view(status: dict | None, extra_health: dict | None = None) -> list[di
     out = []
     for part in HEALTH_PARTS:
         value = health.get(part)
-        label = PART_NAMES[part]
+        label = translated(PART_NAMES[part])
         if value is None and running and part in ("mic", "vosk"):
             if part == "vosk" and commands.startswith("on"):
                 value = "ok"
@@ -166,38 +181,45 @@ def parts_view(status: dict | None, extra_health: dict | None = None) -> list[di
                 continue
         if value is None:
             out.append({"part": part, "label": label, "state": "unknown",
-                        "text": ("Not reported by the box." if running
-                                 else "Not known: the box is not running."),
+                        "text": (_("Not reported by the box.") if running
+                                 else _("Not known: the box is not running.")),
                         "advice": "", "detail": ""})
         elif is_ok(value):
-            out.append({"part": part, "label": label, "state": "ok", "text": "Working.",
+            out.append({"part": part, "label": label, "state": "ok", "text": _("Working."),
                         "advice": "", "detail": str(value)[2:].strip(" ()")})
         else:
-            plain = explain(part, str(value))
-            out.append({"part": part, "label": label, "state": "bad", "text": plain.summary,
-                        "advice": plain.advice, "detail": plain.detail})
+            plain = plain_fault(explain(part, str(value)))
+            out.append({"part": part, "label": label, "state": "bad", "text": plain["summary"],
+                        "advice": plain["advice"], "detail": plain["detail"]})
     return out
 
 
 def last_input_words(last: dict | None) -> str:
     """The last press in a facilitator's words: "Next, on the box's next button"."""
     if not last:
-        return "nothing yet"
+        return _("nothing yet")
     action = str(last.get("action", ""))
-    what = LABELS.get(action) or action.replace("goto:", "Go to step ").replace("volume:", "Volume ")
+    if action in LABELS:
+        what = str(LABELS[action])
+    elif action.startswith("goto:"):
+        what = _("Go to step %(step)s", step=action.removeprefix("goto:"))
+    elif action.startswith("volume:"):
+        what = _("Volume %(level)s", level=action.removeprefix("volume:"))
+    else:
+        what = action
     source = str(last.get("source", ""))
     if source.startswith("button:"):
-        where = f"the box's {source.split(':', 1)[1]} button"
+        where = _("the box's %(button)s button", button=source.split(":", 1)[1])
     else:
-        where = {"admin": "this page", "keyboard": "the keyboard", "voice": "a spoken command",
-                 "buttons:chord": "two buttons held together"}.get(source, source or "?")
-    return f"{what}, from {where}"
+        where = {"admin": _("this page"), "keyboard": _("the keyboard"), "voice": _("a spoken command"),
+                 "buttons:chord": _("two buttons held together")}.get(source, source or "?")
+    return _("%(what)s, from %(where)s", what=what, where=where)
 
 
 def status_view(status: dict | None, problem: str | None, extra_health: dict | None = None) -> dict:
     """The status as the page shows it (also what status.json returns, and /system/ reads)."""
     if status is None:
-        return {"running": False, "message": problem or "the box is not running",
+        return {"running": False, "message": problem or _("the box is not running"),
                 "parts": parts_view(None, extra_health), "problems": [], "countdown": None,
                 "clock": None}
     listening = status.get("listening") or {}
@@ -209,18 +231,18 @@ def status_view(status: dict | None, problem: str | None, extra_health: dict | N
     return {
         "running": True,
         "state": status.get("state"),
-        "state_text": STATE_WORDS.get(status.get("state"), str(status.get("state"))),
+        "state_text": str(STATE_WORDS.get(status.get("state"), str(status.get("state")))),
         "step": status.get("step"),
         "step_title": status.get("step_title") or status.get("step") or "-",
         "step_index": status.get("step_index"),
         "steps_total": status.get("steps_total"),
         "step_text": (
-            f"{int(status['step_index']) + 1} of {status['steps_total']}"
+            _("%(n)s of %(total)s", n=int(status["step_index"]) + 1, total=status["steps_total"])
             if isinstance(status.get("step_index"), int) and status.get("steps_total")
             else "-"
         ),
         "turn": status.get("turn"),
-        "led": status.get("led") or "-",
+        "led": str(LED_WORDS.get(status.get("led"), status.get("led") or "-")),
         "elapsed": format_elapsed(status.get("session_elapsed_s")),
         "volume": status.get("volume"),
         "volume_pct": (
@@ -242,7 +264,7 @@ def status_view(status: dict | None, problem: str | None, extra_health: dict | N
         "health": status.get("health") or {},
         "parts": parts_view(status, extra_health),
         "faults": faults,
-        "problems": [explain_fault(f).as_dict() for f in faults],
+        "problems": [plain_fault(explain_fault(f)) for f in faults],
     }
 
 
@@ -264,7 +286,7 @@ def panel():
         "panel.html",
         steps=_active_steps(status),
         s=status_view(status, problem),
-        buttons=[(a, LABELS.get(a, a), ACTIONS[a]) for a in PANEL_BUTTONS],
+        buttons=[(a, LABELS.get(a, a), translated(ACTIONS[a])) for a in PANEL_BUTTONS],
         stop_question=STOP_QUESTION,
         clock_drift_s=CLOCK_DRIFT_S,
     )
@@ -310,23 +332,23 @@ def press():
     the page (and sends confirm: true); without JavaScript a confirmation page asks."""
     body = request.get_json(silent=True) if request.is_json else {}
     if not isinstance(body, dict):  # an array, a number, text or broken JSON
-        return jsonify(error='Send the press as a JSON object, like {"action": "next"}.'), 400
+        return jsonify(error=_('Send the press as a JSON object, like {"action": "next"}.')), 400
     raw = body.get("action") if request.is_json else request.form.get("action")
     if raw is not None and not isinstance(raw, str):
-        return jsonify(error='The action must be text, like {"action": "next"}.'), 400
+        return jsonify(error=_('The action must be text, like {"action": "next"}.')), 400
     action = raw or ""
     confirmed = body.get("confirm") is True if request.is_json else request.form.get("confirm") == "yes"
     if action.strip() == "stop" and not confirmed:
         if request.is_json:
-            return jsonify(error="confirm first", confirm=STOP_QUESTION), 409
+            return jsonify(error=_("confirm first"), confirm=str(STOP_QUESTION)), 409
         return render_template(
             "confirm.html",
-            title="Stop the circle?",
+            title=_("Stop the circle?"),
             text=STOP_QUESTION,
             note="",
             action_url=url_for("panel.press"),
             fields={"action": "stop"},
-            yes_label="Yes, end the circle",
+            yes_label=_("Yes, end the circle"),
             back_url=url_for("panel.panel"),
         )
     return _send(action)
@@ -338,7 +360,7 @@ def volume():
     /panel/press at once). The box caps it at its loudest setting."""
     raw = request.form.get("percent", "").strip()
     if not raw.isdigit() or not 0 <= int(raw) <= 100:
-        return _refused(f"Volume: choose a level from 0 to 100 percent, not '{raw[:10]}'.", 400)
+        return _refused(_("Volume: choose a level from 0 to 100 percent, not '%(value)s'.", value=raw[:10]), 400)
     return _send(f"volume:{int(raw)}")
 
 
@@ -349,13 +371,13 @@ def set_clock():
     body = request.get_json(silent=True) if request.is_json else None
     raw = (body or {}).get("epoch_ms") if isinstance(body, dict) else None
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return jsonify(error="send the phone's time as epoch_ms (milliseconds)"), 400
+        return jsonify(error=_("send the phone's time as epoch_ms (milliseconds)")), 400
     try:
         reply = state().control.set_clock(float(raw) / 1000.0)
     except BoxNotRunning as exc:
         return jsonify(error=str(exc).capitalize() + "."), 503
     if not isinstance(reply, dict) or reply.get("ok") is False:
         why = reply.get("error") if isinstance(reply, dict) else None
-        return jsonify(error=f"The box did not take this time: {why or 'no answer'}."), 400
+        return jsonify(error=_("The box did not take this time: %(why)s.", why=why or _("no answer"))), 400
     status, problem = get_status()
     return jsonify(reply=reply, status=status_view(status, problem))

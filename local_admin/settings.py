@@ -31,17 +31,20 @@ from device.fsutil import atomic_write_text
 from local_admin import state
 from local_admin.applies import Change, tell_box
 from local_admin.backends import dhis2_measures
+from local_admin.i18n import gettext as _
+from local_admin.i18n import language_choices, translated
+from local_admin.i18n import lazy_gettext as _l
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 LISTEN_NUMBERS = {  # form field -> (label, help); the limits are the model's
     "noise_margin_db": (
-        "Speech must be louder than the room by (dB)",
-        "higher: fewer false starts",
+        _l("Speech must be louder than the room by (dB)"),
+        _l("higher: fewer false starts"),
     ),
-    "speech_start_s": ("Speech starts after (s)", "how long someone must talk to count"),
-    "speech_end_hangover_s": ("Speech ends after quiet of (s)", ""),
-    "min_speech_db": ("Quietest speech (dBFS)", "below this is silence"),
+    "speech_start_s": (_l("Speech starts after (s)"), _l("how long someone must talk to count")),
+    "speech_end_hangover_s": (_l("Speech ends after quiet of (s)"), ""),
+    "min_speech_db": (_l("Quietest speech (dBFS)"), _l("below this is silence")),
 }
 DHIS2_CODES = ("org_unit", "category_option_combo", "data_set")  # the code fields on the form
 
@@ -92,6 +95,7 @@ def _form_values() -> dict[str, Any]:
         "commands_language": listening.commands.language,
         "phrases": "\n".join(f"{p} = {a}" for p, a in listening.commands.phrases.items()),
         "allowed_hosts": ", ".join(c.admin.allowed_hosts),
+        "page_language": c.admin.language,
         "period_type": dhis2.period_type,
         "min_circle_minutes": f"{dhis2.min_circle_minutes:g}",
     }
@@ -126,7 +130,8 @@ def _render(values: dict, errors: dict, status: int = 200):
         buttons=c.buttons.map,
         actions=actions,
         listen_numbers=LISTEN_NUMBERS,
-        dhis2_elements=dhis2_measures(),
+        dhis2_elements={key: translated(label) for key, label in dhis2_measures().items()},
+        page_languages=language_choices(),
         protected=_is_protected,
     ), status
 
@@ -140,10 +145,10 @@ def _num(errors: dict, field: str, text: str, lo: float, hi: float, label: str) 
     try:
         value = float(text.strip().replace(",", "."))
     except ValueError:
-        errors[field] = f"{label}: enter a number"
+        errors[field] = _("%(what)s: enter a number", what=label)
         return None
     if not lo <= value <= hi:
-        errors[field] = f"{label}: must be between {lo:g} and {hi:g}"
+        errors[field] = _("%(what)s: must be between %(low)s and %(high)s", what=label, low=f"{lo:g}", high=f"{hi:g}")
         return None
     return int(value) if value.is_integer() else value
 
@@ -153,7 +158,7 @@ def _number(errors: dict, field: str, text: str) -> float | None:
     try:
         return float(text.strip().replace(",", "."))
     except ValueError:
-        errors[field] = "enter a number, like 0.5"
+        errors[field] = _("enter a number, like 0.5")
         return None
 
 
@@ -167,7 +172,8 @@ def _phrase_lines(text: str, errors: dict) -> dict[str, str] | None:
         if not line.strip():
             continue
         if "=" not in line:
-            errors["phrases"] = f"line {number}: write it as: phrase = action (like: next step = next)"
+            errors["phrases"] = _("line %(number)s: write it as: phrase = action (like: next step = next)",
+                                  number=number)
             return None
         phrase, action = (part.strip() for part in line.rsplit("=", 1))
         phrases[phrase] = action
@@ -178,30 +184,30 @@ def _box_updates(f, errors: dict) -> dict[str, Any]:
     updates: dict[str, Any] = {}
     name = f.get("box_name", "").strip()
     if not name:
-        errors["box_name"] = "give the box a name, like clinic-north"
+        errors["box_name"] = _("give the box a name, like clinic-north")
     elif len(name) > 64:
-        errors["box_name"] = "keep the name under 64 characters"
+        errors["box_name"] = _("keep the name under 64 characters")
     site = f.get("box_site", "").strip()
     if len(site) > 120:
-        errors["box_site"] = "keep the site under 120 characters"
+        errors["box_site"] = _("keep the site under 120 characters")
     updates["box"] = {"name": name, "site": site}
     audio: dict[str, Any] = {}
     cap = (
         None
         if _is_protected("audio.volume_cap")
-        else _num(errors, "volume_cap", f.get("volume_cap", ""), 10, 100, "Loudest allowed")
+        else _num(errors, "volume_cap", f.get("volume_cap", ""), 10, 100, _("Loudest allowed"))
     )
     vol = (
         None
         if _is_protected("audio.volume")
-        else _num(errors, "volume", f.get("volume", ""), 0, 100, "Volume")
+        else _num(errors, "volume", f.get("volume", ""), 0, 100, _("Volume"))
     )
     if cap is not None:
         audio["volume_cap"] = round(cap / 100, 3)
     if vol is not None:
         limit = cap if cap is not None else state().config.audio.volume_cap * 100
         if vol > limit:
-            errors["volume"] = f"Volume: must not be above the loudest allowed ({limit:g}%)"
+            errors["volume"] = _("Volume: must not be above the loudest allowed (%(limit)s%%)", limit=f"{limit:g}")
         audio["volume"] = round(vol / 100, 3)
     if audio:
         updates["audio"] = audio
@@ -210,7 +216,7 @@ def _box_updates(f, errors: dict) -> dict[str, Any]:
 
 def _button_updates(f, errors: dict) -> dict[str, Any]:
     if _is_protected("buttons"):
-        errors["buttons"] = "the button map is locked in this box's main config"
+        errors["buttons"] = _("the button map is locked in this box's main config")
         return {}
     mapping = []
     for i, button in enumerate(state().config.buttons.map):
@@ -238,7 +244,7 @@ def _listening_updates(f, errors: dict) -> dict[str, Any]:
     try:
         listening["vad_aggressiveness"] = int(f.get("vad_aggressiveness", ""))
     except ValueError:
-        errors["vad_aggressiveness"] = "choose 0, 1, 2 or 3"
+        errors["vad_aggressiveness"] = _("choose 0, 1, 2 or 3")
     language = f.get("commands_language", "").strip()
     phrases = _phrase_lines(f.get("phrases", ""), errors)
     current = state().config.listening.commands
@@ -254,7 +260,10 @@ def _listening_updates(f, errors: dict) -> dict[str, Any]:
 
 def _access_updates(f, errors: dict) -> dict[str, Any]:
     hosts = [h.strip() for h in re.split(r"[,\s]+", f.get("allowed_hosts", "")) if h.strip()]
-    return {"admin": {"allowed_hosts": hosts}}
+    admin: dict[str, Any] = {"allowed_hosts": hosts}
+    if "page_language" in f and not _is_protected("admin.language"):  # an older form keeps it
+        admin["language"] = f["page_language"].strip() or "auto"
+    return {"admin": admin}
 
 
 def _dhis2_updates(f, errors: dict) -> dict[str, Any]:
@@ -288,7 +297,7 @@ def save():
     errors: dict[str, str] = {}
     section = f.get("section", "box")
     if section not in SECTIONS:
-        return _render(values, {"form_box": "unknown settings section"}, 400)
+        return _render(values, {"form_box": _("unknown settings section")}, 400)
     updates = SECTIONS[section](f, errors)
     if not errors:
         try:
@@ -302,8 +311,8 @@ def save():
         from local_admin.security import HostCheck
 
         st.hosts = HostCheck(allowed_host_names(st.config))
-    when = tell_box(st.control, Change("them", at_once="volume" if section == "box" else ""))
-    flash(f"Saved. {when}", "ok")
+    when = tell_box(st.control, Change(at_once=_l("volume") if section == "box" else ""))
+    flash(_("Saved. %(when)s", when=when), "ok")
     return redirect(url_for("settings.settings") + f"#{section}")
 
 
@@ -322,6 +331,7 @@ _FIELD_OF_KEY = {
     "listening.commands.language": "commands_language",
     "listening.commands.phrases": "phrases",
     "admin.allowed_hosts": "allowed_hosts",
+    "admin.language": "page_language",
     "dhis2.period_type": "period_type",
     "dhis2.min_circle_minutes": "min_circle_minutes",
     **{f"listening.{key}": f"listen_{key}" for key in LISTEN_NUMBERS},
@@ -356,6 +366,6 @@ def _place_problems(exc: ConfigError, section: str, errors: dict[str, str]) -> N
             where = f" ({key})" if key else ""
             errors.setdefault(
                 f"form_{section}",
-                f"A saved setting that this page does not show is wrong{where}: {message}. "
-                "Ask the technician to fix the box's config file.",
+                _("A saved setting that this page does not show is wrong%(where)s: %(message)s. "
+                  "Ask the technician to fix the box's config file.", where=where, message=message),
             )

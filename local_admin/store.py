@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from flask_babel import lazy_gettext as _l
 
 from device.content import CircleSource, Origin, resolve_circle, script_candidates
 from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
 from device.script import (
+    DEFAULT_MESSAGES,
     STEP_ID,
     LoadedScript,
     Pause,
@@ -33,20 +35,28 @@ from device.script import (
 )
 
 KINDS = {
-    "say": "Speak (then wait for NEXT)",
-    "exercise": "Guided exercise (with pauses)",
-    "round": "Round (each person in turn)",
-    "timer": "Timer (discussion or break-out)",
-    "bell": "Bell",
+    "say": _l("Speak (then wait for NEXT)"),
+    "exercise": _l("Guided exercise (with pauses)"),
+    "round": _l("Round (each person in turn)"),
+    "timer": _l("Timer (discussion or break-out)"),
+    "bell": _l("Bell"),
 }
 BELLS = ("soft_bell", "bell", "warn_bell", "end_bell", "chime")
 BETWEEN = ("soft_bell", "bell", "chime", "none")
+SOUND_WORDS = {  # a bell's name as the editor's lists show it
+    "soft_bell": _l("soft bell"),
+    "bell": _l("bell"),
+    "warn_bell": _l("warn bell"),
+    "end_bell": _l("end bell"),
+    "chime": _l("chime"),
+    "none": _l("none"),
+}
 TURN_FIELDS = {  # form field -> (label, default, schema key)
-    "count": ("People (turns)", "", "count"),
-    "end_on_silence_s": ("Turn ends after silence (s)", 3, "end_on_silence_s"),
-    "pass_on_silence_s": ("Counts as a pass after silence (s)", 10, "pass_on_silence_s"),
-    "warn_s": ("Gentle reminder after (s)", 105, "warn_s"),
-    "max_s": ("Wrap-up after (s)", 180, "max_s"),
+    "count": (_l("People (turns)"), "", "count"),
+    "end_on_silence_s": (_l("Turn ends after silence (s)"), 3, "end_on_silence_s"),
+    "pass_on_silence_s": (_l("Counts as a pass after silence (s)"), 10, "pass_on_silence_s"),
+    "warn_s": (_l("Gentle reminder after (s)"), 105, "warn_s"),
+    "max_s": (_l("Wrap-up after (s)"), 180, "max_s"),
 }
 # "[pause 4]" / "[recording welcome.wav]" inside a step's text. Linear on any input: the value
 # may hold no bracket, so from each "[" the scan stops at the next "[" or "]" and no two parts of
@@ -284,6 +294,16 @@ def with_version(text: str, version: int) -> str:
     return dump_yaml(data)
 
 
+def working_text(data_dir: Path, script_id: str) -> str | None:
+    """The circle as it is being worked on: its draft (studio recordings, a save that did not
+    finish), else the copy the box plays; None when there is neither."""
+    if not valid_id(script_id):
+        return None
+    draft = draft_path(data_dir, script_id)
+    path = draft if draft.exists() else find_path(data_dir, script_id)
+    return path.read_text(encoding="utf-8") if path is not None else None
+
+
 def write_draft(data_dir: Path, script_id: str, text: str) -> Path:
     path = draft_path(data_dir, script_id)
     atomic_write_text(path, text)
@@ -446,13 +466,46 @@ def step_to_form(step: dict[str, Any]) -> dict[str, Any]:
 
 def script_to_form(data: dict[str, Any]) -> dict[str, Any]:
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    messages = data.get("messages") if isinstance(data.get("messages"), dict) else {}
     return {
         "script": data.get("script", ""),
         "title": data.get("title") or "",
         "language": data.get("language", "en_US"),
         "voice": data.get("voice") or "",
+        "allow_other_language": data.get("allow_other_language") is True,
         "steps": [step_to_form(s if isinstance(s, dict) else {}) for s in steps],
+        "messages": {name: parts_to_text(messages.get(name)) for name in DEFAULT_MESSAGES},
     }
+
+
+def recording_words(data: dict[str, Any]) -> dict[str, str]:
+    """audio file -> the words said in it, from every recording of a circle's YAML (the editor
+    shows a recording as a `[recording file]` marker; its words are kept from here)."""
+    words: dict[str, str] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("audio"), str) and isinstance(value.get("text"), str):
+                words.setdefault(value["audio"], value["text"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(data)
+    return words
+
+
+def _with_words(parts: Any, words: dict[str, str]) -> Any:
+    """Parts with each recording's words put back (see recording_words)."""
+    if isinstance(parts, dict):
+        if parts.get("audio") in words and "text" not in parts:
+            return {**parts, "text": words[parts["audio"]]}
+        return {k: _with_words(v, words) for k, v in parts.items()}
+    if isinstance(parts, list):
+        return [_with_words(p, words) for p in parts]
+    return parts
 
 
 def form_from_request(values: Any) -> dict[str, Any]:
@@ -484,12 +537,15 @@ def form_from_request(values: Any) -> dict[str, Any]:
         for name in TURN_FIELDS:
             step[name] = get(name).strip()
         steps.append(step)
+    shown = values.get("messages_shown") == "1"  # the form had the messages' fields
     return {
         "script": str(values.get("script", "")).strip(),
         "title": str(values.get("title", "")).strip(),
         "language": str(values.get("language", "")).strip(),
         "voice": str(values.get("voice", "")).strip(),
+        "allow_other_language": values.get("allow_other_language") == "on",
         "steps": steps,
+        "messages": {name: str(values.get(f"msg_{name}", "")) for name in DEFAULT_MESSAGES} if shown else None,
     }
 
 
@@ -518,14 +574,18 @@ def _number(errors: dict[str, str], key: str, text: str, *, scale: float = 1.0) 
 
 
 def form_to_script(
-    form: dict[str, Any], base: dict[str, Any] | None, version: int, errors: dict[str, str]
+    form: dict[str, Any], base: dict[str, Any] | None, version: int, errors: dict[str, str],
+    words: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build the script dict from the form; number problems go into `errors` by field name.
 
-    Keys the form does not show (messages, spoken between-turn prompts, reminders) are kept
-    from `base`, the saved version, step by step (matched by the step's original id).
+    Keys the form does not show (spoken between-turn prompts, reminders) are kept from `base`,
+    the saved version, step by step (matched by the step's original id); so are the messages
+    when the form did not show their fields. A recording keeps its words (`recording_words`
+    of `base`, plus `words` for recordings just uploaded).
     """
     base = base or {}
+    words = {**recording_words(base), **(words or {})}
     base_steps = {s.get("id"): s for s in base.get("steps") or [] if isinstance(s, dict)}
     data: dict[str, Any] = {"script": form["script"]}
     if form["title"]:
@@ -599,9 +659,20 @@ def form_to_script(
         step.update({k: v for k, v in keep.items() if k not in step})
         steps.append(step)
     data["steps"] = steps
-    if isinstance(base.get("messages"), dict) and base["messages"]:
+    if form.get("messages") is not None:
+        messages = {}
+        for name, text in form["messages"].items():
+            if len(text) > MAX_STEP_TEXT:
+                errors[f"msg_{name}"] = f"this text is {len(text):,} characters; at most {MAX_STEP_TEXT:,}"
+            elif text.strip():
+                messages[name] = text_to_parts(text)
+        if messages:
+            data["messages"] = messages
+    elif isinstance(base.get("messages"), dict) and base["messages"]:
         data["messages"] = base["messages"]
-    return data
+    if form.get("allow_other_language"):
+        data["allow_other_language"] = True
+    return _with_words(data, words) if words else data
 
 
 _PROBLEM = re.compile(r"^step (\d+) [^,]*, field ([^\s(:]+)(?: \(line \d+\))?: (.*)$", re.DOTALL)
@@ -666,6 +737,9 @@ def problems_to_fields(
                 general.append(f"Step {index + 1}: {msg}")
             continue
         match = _TOP.match(problem)
+        if match and match[1].startswith("messages.") and match[1].split(".")[1] in DEFAULT_MESSAGES:
+            fields.setdefault(f"msg_{match[1].split('.')[1]}", match[2])
+            continue
         if match and match[1] in ("script", "title", "language", "voice"):
             fields.setdefault(match[1], match[2])
             continue

@@ -11,22 +11,30 @@ from pathlib import Path
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from local_admin import state
+from local_admin.i18n import gettext as _
+from local_admin.i18n import lazy_gettext as _l
+from local_admin.i18n import local_number
 from local_admin.panel import get_status, status_view
 
 bp = Blueprint("system", __name__, url_prefix="/system")
 COMMANDS = {
     "restart": (
         ["systemctl", "reboot"],
-        "The box is restarting. This page comes back in about a minute.",
+        _l("The box is restarting. This page comes back in about a minute."),
     ),
     "shutdown": (
         ["systemctl", "poweroff"],
-        "The box is shutting down. Wait for the lights to go out before unplugging it.",
+        _l("The box is shutting down. Wait for the lights to go out before unplugging it."),
     ),
     "restart-runtime": (
         ["systemctl", "restart", "circlebox.service"],
-        "The circle service is restarting.",
+        _l("The circle service is restarting."),
     ),
+}
+POWER_WORDS = {  # the buttons, and the yes of their confirmation pages
+    "restart-runtime": (_l("Restart the circle service"), _l("Yes, restart runtime")),
+    "restart": (_l("Restart the box"), _l("Yes, restart")),
+    "shutdown": (_l("Shut down"), _l("Yes, shutdown")),
 }
 
 
@@ -40,8 +48,8 @@ def _version() -> str:
 def _temperature() -> str:
     with contextlib.suppress(OSError, ValueError):
         milli = int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip())
-        return f"{milli / 1000:.1f} °C"
-    return "not available"
+        return f"{local_number(milli / 1000, 1)} °C"
+    return _("not available")
 
 
 def _uptime() -> str:
@@ -50,7 +58,7 @@ def _uptime() -> str:
         days, rest = divmod(seconds, 86400)
         hours, rest = divmod(rest, 3600)
         return (f"{days} d " if days else "") + f"{hours} h {rest // 60} min"
-    return "not available"
+    return _("not available")
 
 
 def _disk(path: Path) -> dict:
@@ -104,6 +112,7 @@ def system():
         s=live,
         update=_last_update(st.data_dir),
         commands=COMMANDS,
+        power_words={what: words[0] for what, words in POWER_WORDS.items()},
     )
 
 
@@ -123,15 +132,15 @@ def upload_bundle():
         elif request.mimetype == "multipart/form-data" and request.mimetype_params.get("boundary"):
             take_form(request.stream, request.mimetype_params["boundary"], data_dir)
         else:
-            raise UploadRefused("send the update file with the Upload button on this page")
+            raise UploadRefused(_("send the update file with the Upload button on this page"))
     except UploadRefused as exc:
-        return _upload_answer(False, f"Not accepted: {exc}.")
+        return _upload_answer(False, _("Not accepted: %(why)s.", why=exc))
     except OSError as exc:
-        return _upload_answer(False, f"Not accepted: the box could not store the file ({exc}).")
+        return _upload_answer(False, _("Not accepted: the box could not store the file (%(why)s).", why=exc))
     return _upload_answer(
         True,
-        "Uploaded. The box is checking the update now and says what it is doing; "
-        "the result appears here under Last update.",
+        _("Uploaded. The box is checking the update now and says what it is doing; "
+          "the result appears here under Last update."),
     )
 
 
@@ -147,21 +156,21 @@ def _upload_answer(ok: bool, message: str):
 def power():
     what = request.form.get("what", "")
     if what not in COMMANDS:
-        flash("Unknown command.", "error")
+        flash(_("Unknown command."), "error")
         return redirect(url_for("system.system"))
     if request.form.get("confirm") != "yes":
         return render_template(
             "confirm.html",
-            text=COMMANDS[what][1],
-            note="If a circle is running now, it stops.",
+            text=str(COMMANDS[what][1]),
+            note=_("If a circle is running now, it stops."),
             action_url=url_for("system.power"),
             fields={"what": what},
-            yes_label=f"Yes, {what.replace('-', ' ')}",
+            yes_label=str(POWER_WORDS[what][1]),
             back_url=url_for("system.system"),
         )
     ok, output = state().run_system(COMMANDS[what][0])
     if ok:
-        flash(COMMANDS[what][1], "ok")
+        flash(str(COMMANDS[what][1]), "ok")
     else:
-        flash(f"The box refused: {output or 'no permission'}", "error")
+        flash(_("The box refused: %(why)s", why=output or _("no permission")), "error")
     return redirect(url_for("system.system"))

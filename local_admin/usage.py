@@ -16,6 +16,8 @@ from flask import Blueprint, Response, render_template, request
 from markupsafe import Markup, escape
 
 from local_admin import backends, state
+from local_admin.i18n import current_language, local_datetime, local_number, ngettext, translated
+from local_admin.i18n import gettext as _
 
 bp = Blueprint("usage", __name__, url_prefix="/usage")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -26,11 +28,11 @@ def _since() -> tuple[str | None, str | None]:
     if not since:
         return None, None
     if not DATE.match(since):
-        return None, "write the date as YYYY-MM-DD, like 2026-01-31"
+        return None, _("write the date as YYYY-MM-DD, like 2026-01-31")
     try:
         dt.date.fromisoformat(since)
     except ValueError:
-        return None, "that date does not exist"
+        return None, _("that date does not exist")
     return since, None
 
 
@@ -129,43 +131,43 @@ def charts(rows: list[dict]) -> list[dict]:
     recent_labels = [str(r.get("started_at") or "")[5:10] for r in recent]
     return [
         {
-            "title": "Circles per week",
+            "title": _("Circles per week"),
             "svg": bar_chart(
-                "Circles per week",
+                _("Circles per week"),
                 week_labels,
-                [("circles", [weeks[w]["sessions"] for w in week_labels], "#2d6a8e")],
+                [(_("circles"), [weeks[w]["sessions"] for w in week_labels], "#2d6a8e")],
             ),
-            "legend": [("circles", "#2d6a8e")],
+            "legend": [(_("circles"), "#2d6a8e")],
         },
         {
-            "title": "People attending (last 20 circles)",
+            "title": _("People attending (last 20 circles)"),
             "svg": bar_chart(
-                "People attending",
+                _("People attending"),
                 recent_labels,
-                [("people", [float(people(r)) for r in recent], "#3a8f5c")],
+                [(_("people"), [float(people(r)) for r in recent], "#3a8f5c")],
             ),
-            "legend": [("people", "#3a8f5c")],
+            "legend": [(_("people"), "#3a8f5c")],
         },
         {
-            "title": "Core steps delivered vs planned",
+            "title": _("Core steps delivered vs planned"),
             "svg": bar_chart(
-                "Core steps delivered vs planned",
+                _("Core steps delivered vs planned"),
                 recent_labels,
                 [
-                    ("planned", [float(r.get("core_planned") or 0) for r in recent], "#b9c4d0"),
-                    ("delivered", [float(r.get("core_delivered") or 0) for r in recent], "#2d6a8e"),
+                    (_("planned"), [float(r.get("core_planned") or 0) for r in recent], "#b9c4d0"),
+                    (_("delivered"), [float(r.get("core_delivered") or 0) for r in recent], "#2d6a8e"),
                 ],
             ),
-            "legend": [("planned", "#b9c4d0"), ("delivered", "#2d6a8e")],
+            "legend": [(_("planned"), "#b9c4d0"), (_("delivered"), "#2d6a8e")],
         },
         {
-            "title": "HELP presses per week",
+            "title": _("HELP presses per week"),
             "svg": bar_chart(
-                "HELP presses per week",
+                _("HELP presses per week"),
                 week_labels,
-                [("help", [weeks[w]["help"] for w in week_labels], "#c0392b")],
+                [(_("help"), [weeks[w]["help"] for w in week_labels], "#c0392b")],
             ),
-            "legend": [("help presses", "#c0392b")],
+            "legend": [(_("help presses"), "#c0392b")],
         },
     ]
 
@@ -195,6 +197,7 @@ def usage():
         include_tests=include,
         min_minutes=_min_minutes(),
         dhis2_ready=bool(dhis2.get("org_unit") and dhis2.get("data_elements")),
+        test_words=test_words,
     ), (400 if problem else 200)
 
 
@@ -206,9 +209,25 @@ def _back_to_table():
 
 
 def _describe(row: dict) -> str:
-    when = str(row.get("started_at") or "")[:16].replace("T", " at ")
     minutes = round(float(row.get("duration_s") or 0) / 60)
-    return f"the circle \u201c{row.get('script')}\u201d of {when} ({minutes} min)"
+    return _("the circle “%(name)s” of %(when)s (%(minutes)s min)", name=row.get("script"),
+             when=_when(row.get("started_at")), minutes=minutes)
+
+
+def _when(started_at: object) -> str:
+    """"2026-03-05 at 14:30" in English (as always); the reader's own date format otherwise."""
+    if current_language() == "en":
+        return str(started_at or "")[:16].replace("T", " at ")
+    return local_datetime(started_at)
+
+
+def test_words(reason: str | None) -> str:
+    """device.usage.why_a_test_run's reason in the reader's words."""
+    match = re.match(r"^shorter than (\S+) minutes$", reason or "")
+    if match:
+        minutes = float(match[1])
+        return _("shorter than %(minutes)s minutes", minutes=local_number(minutes, 0 if minutes.is_integer() else 1))
+    return translated(reason or "")
 
 
 @bp.route("/<session_id>/delete", methods=["POST"])
@@ -219,27 +238,27 @@ def delete(session_id: str):
     row = next((r for r in backends.usage_sessions(state().data_dir) if r["id"] == session_id),
                None)
     if row is None:
-        flash("That circle is not in the records (perhaps it was deleted already).", "error")
+        flash(_("That circle is not in the records (perhaps it was deleted already)."), "error")
         return _back_to_table()
     if request.form.get("confirm") != "yes":
         return render_template(
             "confirm.html",
-            title="Delete this record?",
-            text=f"Delete the record of {_describe(row)}?",
-            note="It is removed from the usage table and from every later export. "
-                 "This cannot be undone.",
+            title=_("Delete this record?"),
+            text=_("Delete the record of %(what)s?", what=_describe(row)),
+            note=_("It is removed from the usage table and from every later export. "
+                   "This cannot be undone."),
             action_url=url_for("usage.delete", session_id=session_id),
             fields={"since": request.form.get("since", ""), "tests": request.form.get("tests", "")},
-            yes_label="Yes, delete it",
+            yes_label=_("Yes, delete it"),
             back_url=url_for("usage.usage", since=request.form.get("since") or None,
                              tests=request.form.get("tests") or None) + "#sessions",
         )
     try:
         backends.delete_session(state().data_dir, session_id)
     except KeyError:
-        flash("That circle is not in the records (perhaps it was deleted already).", "error")
+        flash(_("That circle is not in the records (perhaps it was deleted already)."), "error")
         return _back_to_table()
-    flash(f"Deleted the record of {_describe(row)}.", "ok")
+    flash(_("Deleted the record of %(what)s.", what=_describe(row)), "ok")
     return _back_to_table()
 
 
@@ -253,22 +272,22 @@ def attendance(session_id: str):
     raw = request.form.get("attendance", "").strip()
     back = _back_to_table()
     if not raw.isdigit() or not 0 <= int(raw) <= 500:
-        flash(f"People attending: enter a whole number from 0 to 500, not '{raw[:20]}'. "
-              "Nothing was changed.", "error")
+        flash(_("People attending: enter a whole number from 0 to 500, not '%(value)s'. "
+                "Nothing was changed.", value=raw[:20]), "error")
         return back
     path = backends.usage_path(state().data_dir)
     if not path.exists():
-        flash("There are no circles recorded on this box yet.", "error")
+        flash(_("There are no circles recorded on this box yet."), "error")
         return back
     store = UsageStore(path)
     try:
         store.set_attendance(session_id, int(raw))
     except KeyError:
-        flash("That circle is not in the records.", "error")
+        flash(_("That circle is not in the records."), "error")
         return back
     finally:
         store.close()
-    flash(f"Saved: {int(raw)} people attended.", "ok")
+    flash(ngettext("Saved: %(num)d person attended.", "Saved: %(num)d people attended.", int(raw)), "ok")
     return back
 
 

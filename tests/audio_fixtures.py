@@ -332,6 +332,7 @@ class Scene:
     turns: list[tuple[float, float]] = field(default_factory=list)
     playing: list[tuple[float, float]] = field(default_factory=list)  # box playing (dry span)
     commands: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, phrase
+    ir: np.ndarray | None = None  # the room's impulse response, when a builder made one
 
     @property
     def duration_s(self) -> float:

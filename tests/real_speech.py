@@ -240,15 +240,22 @@ def prompt_clip(maker: af.SpeechMaker | None) -> np.ndarray:
     return clip(*TALKERS[-1].clips[0])
 
 
-def build_room(spec: RoomSpec, maker: af.SpeechMaker | None = None) -> af.Scene:
+def build_room(spec: RoomSpec, maker: af.SpeechMaker | None = None, *,
+               box_speaks: bool = False) -> af.Scene:
     """A circle of `n_turns` turns by real people, with its ground truth.
 
     Each turn is one talker: 1-4 recordings with thinking pauses of 0.3 s up to
     `max_pause_share` x `end_on_silence_s` between them (the longest pause of each turn is
     near the top of that range), each recording at the talker's level +-3 dB, now and then a
-    soft one (3-6 dB down: trailing off). Between turns 5-7 s of room, and with "prompts" the
-    box speaks (loud, reverberant; the `playing` span mutes the listener) after every second
-    turn. The room: reverb, steady noise at `noise_db`, and the `extras`.
+    soft one (3-6 dB down: trailing off). Between turns 5-7 s of room; with "prompts" the box
+    speaks after every turn (loud, reverberant), about `end_on_silence_s` + 2 s after its end,
+    and the next person starts 1-2 s after the box. The room: reverb, steady noise at
+    `noise_db`, and the `extras`.
+
+    `box_speaks`: the same room (same people, pauses, gaps and noise), but without the box's
+    prompts in it: a real box (bench/bench_listening_box.py) speaks them itself, when it has
+    decided the turn is over, and its own sound reaches the microphone from there. The
+    `playing` spans are then empty: the box, not the room, knows when it speaks.
     """
     rng = np.random.default_rng(spec.seed)
     order = rng.permutation(len(TALKERS))
@@ -259,7 +266,7 @@ def build_room(spec: RoomSpec, maker: af.SpeechMaker | None = None) -> af.Scene:
     events: list[tuple[int, np.ndarray]] = []
     scene = af.Scene(audio=np.zeros(0, np.float32))
     pos = int(rng.uniform(2.0, 3.0) * SR)
-    prompt = None
+    prompt = af.at_level(prompt_clip(maker), -16.0) if "prompts" in spec.extras else None
     for turn in range(spec.n_turns):
         talker = room_talkers[turn % len(room_talkers)]
         clips = talker_clips(talker)
@@ -283,13 +290,12 @@ def build_room(spec: RoomSpec, maker: af.SpeechMaker | None = None) -> af.Scene:
         if turn == spec.n_turns - 1:
             pos += int(6.0 * SR)
             break
-        if "prompts" in spec.extras and turn % 2 == 1:
+        if prompt is not None:
             # the box ends the turn about end_on_silence_s later, then speaks
             pos += int((spec.end_on_silence_s + rng.uniform(1.8, 2.5)) * SR)
-            if prompt is None:
-                prompt = af.at_level(prompt_clip(maker), -16.0)
-            events.append((pos, prompt))
-            scene.playing.append((pos / SR, (pos + len(prompt)) / SR))
+            if not box_speaks:
+                events.append((pos, prompt))
+                scene.playing.append((pos / SR, (pos + len(prompt)) / SR))
             pos += len(prompt) + int(rng.uniform(1.0, 2.0) * SR)
         else:
             pos += int(rng.uniform(5.0, 7.0) * SR)
@@ -307,7 +313,16 @@ def build_room(spec: RoomSpec, maker: af.SpeechMaker | None = None) -> af.Scene:
     if "babble" in spec.extras:
         bed += next_room_babble(n, rng, others, min(-44.0, spec.noise_db - 4.0))
     scene.audio = (wet + bed).astype(np.float32)
+    scene.ir = ir
     return scene
+
+
+def room_bed(scene: af.Scene, seconds: float) -> np.ndarray:
+    """`seconds` of the room before anyone speaks (its own start, repeated): what the microphone
+    hears while the box introduces the round."""
+    quiet = scene.audio[: max(af.SR // 10, int((scene.utterances[0][0] - 0.3) * af.SR))]
+    reps = int(np.ceil(seconds * af.SR / len(quiet)))
+    return np.tile(quiet, reps)[: int(seconds * af.SR)]
 
 
 NOISE_SWEEP_DB = (-52.0, -46.0, -40.0, -37.0, -34.0, -31.0, -28.0)

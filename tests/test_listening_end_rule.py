@@ -112,13 +112,33 @@ def test_the_floor_still_learns_a_steady_noise_the_detector_calls_silence():
     assert listener.noise_floor_db > -37
 
 
-def test_a_speaker_picking_up_after_a_pause_starts_speech_sooner_than_a_new_one():
-    # a new start needs most of speech_start_s; within the resume window a short run is enough
-    _, events = run([0.0] * 33 + [0.9] * 6, [-50.0] * 39)
-    assert events == []
-    probs = [0.0] * 33 + [0.9] * 30 + [0.0] * 60 + [0.9] * 6
+def test_a_knock_after_an_end_does_not_reopen_speech_but_a_speaker_picking_up_does():
+    # after speech has ended, 0.15 s of sure "speech" (a knock and its ring) starts nothing;
+    # the same start rule as at first (most of speech_start_s) lets a speaker pick up again
+    probs = [0.0] * 33 + [0.9] * 30 + [0.0] * 60 + [0.9] * 5 + [0.0] * 30
+    _, events = run(probs, [-50.0] * len(probs))
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+    probs = [0.0] * 33 + [0.9] * 30 + [0.0] * 60 + [0.9] * 10
     _, events = run(probs, [-50.0] * len(probs))
     assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded, SpeechStarted]
+
+
+def test_a_blip_inside_a_silence_does_not_start_the_silence_again():
+    # speech, 0.3 s of sure silence, two frames of "maybe" (a cup put down), sure silence:
+    # the end is dated where the silence first began
+    probs = [0.0] * 33 + [0.95] * 33 + [0.05] * 10 + [0.45, 0.6] + [0.05] * 60
+    _, events = run(probs, [-50.0] * len(probs))
+    (end,) = ends(events)
+    assert end.t == pytest.approx((33 + 33) * FRAME_S)
+
+
+def test_a_soft_word_inside_a_silence_starts_it_again():
+    # speech, 0.3 s of sure silence, 0.18 s of "not sure" (a soft word): the silence begins
+    # again after the word
+    probs = [0.0] * 33 + [0.95] * 33 + [0.05] * 10 + [0.4] * 6 + [0.05] * 60
+    _, events = run(probs, [-50.0] * len(probs))
+    (end,) = ends(events)
+    assert end.t == pytest.approx((33 + 33 + 10 + 6) * FRAME_S)
 
 
 def test_the_detector_is_started_afresh_after_the_box_spoke():

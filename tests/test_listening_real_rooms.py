@@ -1,16 +1,21 @@
 """The short form of the real-voice sweep (bench/bench_listening_sweep.py): a few rooms of real
-people reading (tests/real_speech.py), scored the way the sweep scores them. The box must find
-every turn's end and never cut anyone off, typically within 0.5 s of `end_on_silence_s`; in a room too
+people reading (tests/real_speech.py) played to the box itself: the pump, the engine and the
+listener, as `circlebox simulate --mic` runs them (bench/bench_listening_box.py), scored the way
+the sweep scores them. The box must find every turn's end and never cut anyone off, typically
+within 0.5 s of `end_on_silence_s` (audio time: a decision metric, not a timing); in a room too
 noisy to be sure it must still never cut in, and say that it is too noisy."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import pytest
 import real_speech as rs
 from audio_fixtures import maker_for
 
-from bench.bench_listening_sweep import circlebox_decisions, frames_of, plain_decisions, score
-from device.listening import Listener, listening_settings
+from bench.bench_listening_box import BoxRoom
+from bench.bench_listening_sweep import frames_of, plain_decisions, score
 
 pytestmark = pytest.mark.skipif(rs.available() is not None, reason=str(rs.available()))
 
@@ -20,10 +25,21 @@ PACED_ROOMS = (
 )
 
 
+@pytest.fixture(scope="module")
+def box(request, rendered_default) -> BoxRoom:
+    """The box with the sweep's two sharing-round circles, rendered once into the pytest cache
+    (the box's own prompts are taken from the default circle's cache, so only the rounds are
+    rendered)."""
+    data = Path(request.config.cache.mkdir("listening-box"))
+    if not (data / "cache").exists():
+        shutil.copytree(rendered_default / "cache", data / "cache")
+    return BoxRoom(data)
+
+
 @pytest.mark.parametrize("spec", PACED_ROOMS, ids=lambda s: s.name)
-def test_every_turn_end_is_found_and_nobody_is_cut_off(request, spec):
-    scene = rs.build_room(spec, maker_for(request.config))
-    s = score(circlebox_decisions(frames_of(scene)), scene)
+def test_every_turn_end_is_found_and_nobody_is_cut_off(request, box, spec):
+    run = box.run(spec, maker_for(request.config))
+    s = score(run.decisions, run.scene)
     assert s.turns == 7
     assert s.false_ends == 0
     assert s.found == s.turns
@@ -33,18 +49,14 @@ def test_every_turn_end_is_found_and_nobody_is_cut_off(request, spec):
     assert max(s.delays) <= 1.0
 
 
-def test_a_room_too_noisy_to_be_sure_waits_longer_and_says_so(request):
+def test_a_room_too_noisy_to_be_sure_waits_longer_and_says_so(request, box):
     spec = rs.RoomSpec(seed=160, noise_db=-28.0, extras=("knocks", "prompts"))
-    scene = rs.build_room(spec, maker_for(request.config))
-    frames = frames_of(scene)
-    assert score(circlebox_decisions(frames), scene).false_ends == 0
-    listener = Listener(listening_settings({}))
-    notes = set()
-    for frame, playing in frames:
-        listener.process(frame, playing)
-        notes.add(listener.noise_note)
-    assert listener.too_noisy
-    assert any(n and "too noisy" in n for n in notes)
+    run = box.run(spec, maker_for(request.config))
+    s = score(run.decisions, run.scene)
+    assert s.false_ends == 0
+    assert min(s.delays) > 0.5  # it waited longer than in a room it can be sure of
+    assert run.listener.too_noisy
+    assert "too noisy" in run.listener.noise_note
 
 
 def test_the_real_rooms_are_real_speech_with_pauses_the_box_must_wait_through():
@@ -56,6 +68,8 @@ def test_the_real_rooms_are_real_speech_with_pauses_the_box_must_wait_through():
     assert max(pauses) <= spec.max_pause_share * spec.end_on_silence_s
     assert len({spec_turn for *_, spec_turn in scene.utterances}) == 7
     assert scene.playing  # the box's own prompts are in the microphone
+    quiet = rs.build_room(spec, box_speaks=True)  # the same room for a box that speaks itself
+    assert quiet.turns == scene.turns and not quiet.playing
 
 
 def test_plain_webrtcvad_is_scored_by_the_same_rules(request):

@@ -289,7 +289,7 @@ def sfdisk_dump(img: Path) -> list[tuple[int, int, str]]:
     rows = []
     for line in out.splitlines():
         if " : start=" in line:
-            fields = dict(f.strip().split("=", 1) for f in line.split(" : ", 1)[1].split(","))
+            fields = dict(f.strip().split("=", 1) for f in line.split(" : ", 1)[1].split(",") if "=" in f)
             rows.append((int(fields["start"]), int(fields["size"]), fields["type"]))
     return rows
 
@@ -339,3 +339,92 @@ def test_check_skips_pseudo_file_systems(copy):
     for rel in ("proc/1/environ", "dev/null", "run/x"):
         write(rel, "x", 0o666)(copy)
     assert check(copy).returncode == 0
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """name -> the whole line, for every pinned requirement in a requirements file."""
+    import re
+
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9_.-]+)==", line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = line
+    return pins
+
+
+def test_every_dependency_of_the_box_is_pinned_with_a_hash():
+    """Each package circlebox[tts,listen,admin,pi] names is pinned for the image (a wheel, or a
+    pure-Python sdist built into one), every pin carries its sha256 (the full build installs
+    with --require-hashes), and nothing is pinned twice."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    needed = [*project["dependencies"], *(r for e in ("tts", "listen", "admin", "pi") for r in extras[e])]
+    wheels = _pins(REPO / "image/requirements-pi.txt")
+    sdists = _pins(REPO / "image/requirements-pi-sdist.txt")
+    assert not set(wheels) & set(sdists)
+    pinned = {**wheels, **sdists}
+    for req in needed:
+        name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", req)[0]).lower()
+        assert name in pinned, f"{req} (pyproject.toml) is not pinned in image/requirements-pi*.txt"
+    for line in pinned.values():
+        assert re.search(r" --hash=sha256:[0-9a-f]{64}$", line), f"no hash: {line}"
+    assert "srt" in sdists  # vosk's dependency: PyPI has only its source
+
+
+def test_debian_base_is_pinned():
+    env = dict(line.split("=", 1) for line in (REPO / "image/versions.env").read_text()
+               .splitlines() if line and not line.startswith("#"))
+    assert env["DEBIAN_SUITE"] == "bookworm" and env["PYTHON_MINOR"] == "3.11"  # bookworm's python3
+    assert "non-free-firmware" in env["DEBIAN_COMPONENTS"]  # raspi-firmware lives there
+    packages = {line.strip() for line in (REPO / "image/debian-packages.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+    assert {"linux-image-arm64", "raspi-firmware", "systemd", "python3-venv", "overlayroot"} <= packages
+    apt_packages = env["APT_PACKAGES"].strip('"').split()
+    assert set(apt_packages) <= packages, "the Debian base lacks a package the rpi base installs"
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()
+                        for t in ("mkfs.vfat", "mcopy", "mke2fs", "sfdisk", "blkid")),
+                    reason="dosfstools/mtools missing (tools/install-vm-deps.sh)")
+def test_debian_assembly_makes_three_labelled_partitions(tmp_path):
+    """The --base debian image is assembled from a folder without loop devices: boot (FAT,
+    CBBOOT) with the firmware's files, root (ext4, CBROOT) without them and with an empty data
+    mount point, data (ext4, CBDATA) with what was in /var/lib/circlebox."""
+    env = {**ENV, "PATH": os.environ["PATH"] + ":/usr/sbin:/sbin"}
+    work = tmp_path / "work"
+    root = work / "root"
+    (root / "boot/firmware").mkdir(parents=True)
+    (root / "boot/firmware/cmdline.txt").write_text("root=LABEL=CBROOT rootwait\n")
+    (root / "var/lib/circlebox/cache").mkdir(parents=True)
+    (root / "var/lib/circlebox/cache/a.wav").write_bytes(b"RIFF")
+    (root / "etc").mkdir()
+    (root / "etc/hostname").write_text("circlebox\n")
+    out = tmp_path / "box.img"
+    proc = subprocess.run(["bash", "-c", f'source "{SCRIPT}" && WORK="$1" MNT="$1/root" DATA_SIZE=16M '
+                           'assemble_debian "$2"', "x", str(work), str(out)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    img = Path(f"{out}.tmp")
+    rows = sfdisk_dump(img)
+    assert [r[2] for r in rows] == ["c", "83", "83"]
+    labels = []
+    for start, _, _ in rows:
+        probe = subprocess.run(["blkid", "-p", "-O", str(start * 512), "-s", "LABEL", "-o", "value", str(img)],
+                               capture_output=True, text=True, env=env)
+        labels.append(probe.stdout.strip())
+    assert labels == ["CBBOOT", "CBROOT", "CBDATA"]
+    boot = f"{img}@@{rows[0][0] * 512}"
+    assert "rootwait" in subprocess.run(["mtype", "-i", boot, "::cmdline.txt"], capture_output=True,
+                                        text=True, env=env).stdout
+
+    def ext4_ls(part: int, path: str) -> str:
+        return subprocess.run(["debugfs", "-R", f"ls -l {path}", f"{img}?offset={rows[part][0] * 512}"],
+                              capture_output=True, text=True, env=env).stdout
+
+    assert "a.wav" in ext4_ls(2, "/cache")
+    assert "cache" not in ext4_ls(1, "/var/lib/circlebox") and "hostname" in ext4_ls(1, "/etc")
+    assert "cmdline.txt" not in ext4_ls(1, "/boot/firmware")

@@ -57,11 +57,21 @@ def test_duplicate_ids_and_bad_id_shape():
     assert any("field id" in p and "lower-case" in p for p in problems(GOOD.replace("id: share", "id: Share It")))
 
 
-def test_other_language_needs_its_own_box_messages():
+def test_other_language_circle_is_well_formed_and_its_messages_are_its_own():
+    """Whether a Swahili circle can be *spoken* is device.language's rule (tests/test_language.py):
+    the model accepts it, and a message it gives replaces the box's English words."""
     sw = GOOD.replace("language: en_US", "language: sw_KE")
-    assert any("needs its own text for: help, wrap_up, reminder, finished" in p for p in problems(sw))
-    fixed = sw + "messages:\n  help: Tupumzike.\n  wrap_up: Asante.\n  reminder: Tafadhali.\n  finished: Kwaheri.\n"
-    assert parse_script(fixed, "sw.yaml").script.message("help") == ("Tupumzike.",)
+    assert parse_script(sw, "sw.yaml").script.message("help") != ("Tupumzike.",)
+    fixed = sw + "messages:\n  help: Tupumzike.\n  ready: {audio: tayari.wav, text: Tayari.}\n"
+    script = parse_script(fixed, "sw.yaml").script
+    assert script.message("help") == ("Tupumzike.",)
+    assert script.message("ready")[0].audio == "tayari.wav"
+
+
+def test_a_recordings_words_do_not_change_what_the_box_says():
+    with_words = parse_script(GOOD.replace("say: Hello.", "say: {audio: a.wav, text: Hello.}"), "a").script
+    without = parse_script(GOOD.replace("say: Hello.", "say: {audio: a.wav}"), "b").script
+    assert with_words.fingerprint() == without.fingerprint()
 
 
 def test_not_yaml_and_not_a_mapping():

@@ -52,6 +52,14 @@ class Keys:
         self.trusted = {key_id(self.public): self.public}
 
 
+def voice_files(voice_id: str = "sw_KE-test-medium", model: bytes = b"onnx",
+                language: str = "sw_KE") -> dict[str, bytes]:
+    """A voice bundle's payload: a Piper model and its config declaring its language (the
+    installer's self-test refuses a voice release without them)."""
+    config = {"audio": {"sample_rate": 22050}, "language": {"code": language}}
+    return {f"voices/{voice_id}.onnx": model, f"voices/{voice_id}.onnx.json": json.dumps(config).encode()}
+
+
 def write_files(directory: Path, files: dict[str, bytes]) -> dict[str, Path]:
     out = {}
     for rel, data in files.items():

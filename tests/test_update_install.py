@@ -13,6 +13,7 @@ from test_update_helpers import (
     good_bundle,
     make_box,
     tree_hash,
+    voice_files,
 )
 
 from device.update import messages as M
@@ -60,7 +61,7 @@ def test_modes_applied(env):
 def test_kinds_are_independent(env):
     keys, tmp, root = env
     box = make_box(root, keys)
-    assert apply_bundle(good_bundle(tmp, keys, 4, kind="voice", files={"v.onnx": b"v"}), box).ok
+    assert apply_bundle(good_bundle(tmp, keys, 4, kind="voice", files=voice_files()), box).ok
     assert apply_bundle(good_bundle(tmp, keys, 1, kind="app"), box).ok
     assert load_state(root).versions() == {"app": 1, "voice": 4}
     assert current_release(root, "voice") == "voice-4"
@@ -219,7 +220,7 @@ def test_never_silent_for_ten_seconds(env):
         clock.sleep(1.0)
 
     box = make_box(root, keys, clock, announcer=announcer, on_progress=on_progress)
-    big = {"voice/model.onnx": bytes(12 << 20), "voice/other.bin": bytes(12 << 20)}
+    big = {**voice_files("sw_KE-a-medium", bytes(12 << 20)), **voice_files("sw_KE-b-medium", bytes(12 << 20))}
     assert apply_bundle(good_bundle(tmp, keys, 1, kind="voice", files=big), box).code == M.UPDATED
     times = [t for t, _, _ in announcer.said]
     assert max(b - a for a, b in itertools.pairwise(times)) <= 10

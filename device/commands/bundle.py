@@ -157,9 +157,15 @@ def _build(args: argparse.Namespace) -> int:
 
     if (args.src is None) == (args.script is None):
         raise UserFacingError("give either a source directory, or --script CIRCLE (an id or a .yaml file)")
+    import tempfile
+
     try:
         key = load_private_key(args.key)
-        files = _files_of_circle(args) if args.script else files_of_dir(args.src)
+        work = tempfile.TemporaryDirectory(prefix="circlebox-bundle-")
+    except (KeyFileError, OSError) as exc:
+        raise UserFacingError(str(exc)) from exc
+    try:
+        files = _files_of_circle(args) if args.script else _files_of_src(args, Path(work.name), files_of_dir)
         manifest = build_bundle(
             args.out,
             files,
@@ -172,11 +178,34 @@ def _build(args: argparse.Namespace) -> int:
         )
     except (BuildError, KeyFileError, OSError) as exc:
         raise UserFacingError(str(exc)) from exc
+    finally:
+        work.cleanup()
     print(
         f"{args.out}: {manifest.kind} version {manifest.version} for {manifest.compatible}, "
         f"{len(manifest.files)} files, {manifest.total_size} bytes"
     )
     return 0
+
+
+def _files_of_src(args: argparse.Namespace, work: Path, files_of_dir) -> dict[str, Path]:
+    """A source folder's files: a language pack made ready for the box (its recordings levelled
+    at the box's rate and loudness, from the config), Piper voices checked, anything else as is."""
+    if args.kind == "language_pack":
+        from device.commands import load_cli_config
+        from device.update.pack_builder import build_language_packs
+
+        config = load_cli_config(args)
+        files = build_language_packs(args.src, work, sample_rate=config.audio.sample_rate,
+                                     loudness_lufs=config.audio.loudness_lufs, voice_dirs=config.voice_dirs)
+        languages = sorted({path.split("/")[0] for path in files})
+        print(f"language packs: {', '.join(languages)} ({len(files) - len(languages)} recordings at "
+              f"{config.audio.sample_rate} Hz)")
+        return files
+    if args.kind == "voice":
+        from device.update.pack_builder import build_voices
+
+        return build_voices(args.src)
+    return files_of_dir(args.src)
 
 
 def _files_of_circle(args: argparse.Namespace) -> dict[str, Path]:

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = resolve_script(config.session.script, config.data_dir)
         say(f"Circle: {loaded.script.title or loaded.script.script}. Checking its rendered prompts "
             "(the first time, the offline voice renders them: a minute or two)...")
-        ensure_rendered(loaded, cache_dir(config.data_dir), voices_dir=config.paths.voices_dir,
+        ensure_rendered(loaded, cache_dir(config.data_dir), voices_dir=config.voice_dirs,
                         sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs,
                         system_voice=config.audio.system_voice, button_names=[b.name for b in config.buttons.map],
                         quiet=False)

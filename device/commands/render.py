@@ -87,7 +87,7 @@ def _render_system(config: Any, cache_dir: Path) -> None:
         result = render_system_set(
             cache_dir,
             voice_id=config.audio.system_voice,
-            voices_dir=config.paths.voices_dir,
+            voices_dir=config.voice_dirs,
             sample_rate=config.audio.sample_rate,
             loudness_lufs=config.audio.loudness_lufs,
             button_names=[b.name for b in config.buttons.map],
@@ -152,7 +152,7 @@ def handle(args: argparse.Namespace) -> int:
             result = render_script(
                 loaded,
                 into,
-                voices_dir=config.paths.voices_dir,
+                voices_dir=config.voice_dirs,
                 settings=settings,
                 progress=_ProgressLine(),
             )

@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
         source = resolve_circle(args.script, config.data_dir)  # the circle as the box would play it
         events = read_events(args.events, ButtonMap(config.buttons.map))
         if source.origin is not Origin.INSTALLED:  # an installed release is played as it was shipped
-            ensure_rendered(source.loaded, source.cache, voices_dir=config.paths.voices_dir,
+            ensure_rendered(source.loaded, source.cache, voices_dir=config.voice_dirs,
                             sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs,
                             system_voice=config.audio.system_voice,
                             button_names=[b.name for b in config.buttons.map])
-        circle = load_source(source)
+        circle = load_source(source, config.audio.system_language)
     except (ScriptError, EventsError, ContentError) as exc:
         raise UserFacingError(str(exc)) from exc
     except LookupError as exc:  # a voice that is not installed

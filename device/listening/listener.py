@@ -11,7 +11,10 @@ The end rule, because being cut off is the worst thing the box can do to a perso
 - Hysteresis. Speech is entered when the detector's probability reaches `speech_enter_prob`
   in most of a `speech_start_s` window (and the frame stands out of the room's noise); it is
   left only after frames below `speech_exit_prob`. A frame in between is "not sure", and
-  counts as speech for staying in it.
+  counts as speech for staying in it. The same start rule holds for a speaker picking up
+  after a pause: a knock or a few syllables from the next room do not re-open speech.
+- A silence, once begun, is broken only by `BREAK_S` of not-silence within `BREAK_WINDOW_S`
+  (a person speaking on, even softly), not by one or two frames of "maybe" (a cup, a chair).
 - No back-dating. `SpeechEnded.t` is where the run of surely-silent frames began, never the
   last frame that was surely speech: a soft last syllable the detector half-heard is not
   turned into extra silence (that made a 2.2 s thinking pause look like 3 s).
@@ -48,8 +51,11 @@ _SILENT_DB = -100.0
 _WARMUP_S = 1.0  # the floor rises quickly during the first second it hears
 _WARMUP_RISE_S = 0.2
 QUIET_ROOM_DB = -50.0  # at or below this floor the end of speech needs no extra margin
-RESUME_WINDOW_S = 5.0  # after an end, speech starts again more easily for this long
-RESUME_S = 0.15  # of sure speech, in a row, to start again within that window
+# A silence that has begun is broken only by this much not-silence within the last
+# BREAK_WINDOW_S: a knock, a cup or one syllable from the next room (a frame or two of "maybe
+# a voice") does not start the silence again; a person speaking on, even softly, does.
+BREAK_WINDOW_S = 0.3
+BREAK_S = 0.15
 _DIGITAL_SILENCE_DB = -80.0  # frames this quiet are not given to the detector (CPU)
 
 
@@ -172,11 +178,10 @@ class Listener:
         self._seg_start = 0
         self._silence_from: int | None = None  # first frame of the run of sure silence
         self._cmd_active = False
-        # Picking up after a pause: within RESUME_WINDOW_S of an end, a few frames of speech
-        # are enough to start again, so a thinking pause is not stretched by the start rule.
-        self._resume_window = _frames(RESUME_WINDOW_S)
-        self._resume_frames = max(1, min(self._start_frames, _frames(RESUME_S)))
-        self._last_end = -self._resume_window
+        # One start rule, also for a speaker picking up after a pause: a shorter one let
+        # knocks and next-room voices re-open speech after a turn had ended (bench sweep).
+        self._recent: deque[bool] = deque(maxlen=max(1, _frames(BREAK_WINDOW_S)))
+        self._break_frames = max(1, _frames(BREAK_S))
         self._level = _SILENT_DB
         self._prob = 0.0
         self._muted = False
@@ -292,28 +297,23 @@ class Listener:
 
         if not self._in_speech:
             self._window.append((idx, enters))
-            resuming = idx - self._last_end < self._resume_window
-            if resuming and len(self._window) >= self._resume_frames:
-                recent = list(self._window)[-self._resume_frames:]
-                if all(f for _, f in recent):  # a speaker picking up after a pause
-                    self._window = deque(recent, maxlen=self._start_frames)
-            if (resuming and len(self._window) >= self._resume_frames
-                    and all(f for _, f in self._window)) or (
-                    len(self._window) == self._start_frames
+            if (len(self._window) == self._start_frames
                     and sum(f for _, f in self._window) >= self._start_needed):
                 first = next(i for i, f in self._window if f)
                 self._in_speech = True
                 self._seg_start = first
                 self._silence_from = None
                 self._window.clear()
+                self._recent.clear()
                 events.append(SpeechStarted(t=round(self._time(first), 6)))
                 self._begin_command(first, idx)
             return events
 
+        self._recent.append(not sure_silence)
         if sure_silence:
             if self._silence_from is None:
                 self._silence_from = idx
-        else:
+        elif sum(self._recent) >= self._break_frames:
             self._silence_from = None  # speech, or not sure: the silence starts again later
         if self._cmd_active:
             assert self.commands is not None
@@ -351,7 +351,6 @@ class Listener:
 
     def _end_speech(self, command: bool, end_index: int) -> SpeechEnded:
         end_t = self._time(end_index)
-        self._last_end = self._n
         start_t = self._time(self._seg_start)
         self._in_speech = False
         self._silence_from = None

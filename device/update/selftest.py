@@ -29,7 +29,14 @@ def _hook_command(release: Path) -> list[str] | None:
 
 
 def self_test(release: Path, manifest: Manifest, box: Box, narr: Narrator) -> str | None:
-    """The release's own hook (hooks/self-test), and for content every script must load."""
+    """The release's own hook (hooks/self-test), for content every script must load, and a
+    language pack or voice release must be playable (device.update.payload_checks)."""
+    from device.update.payload_checks import KIND_CHECKS
+
+    check = KIND_CHECKS.get(manifest.kind)
+    problem = check(release) if check is not None else None
+    if problem:
+        return problem[:300]
     if manifest.kind == "content":
         from device.script import ScriptError, load_script
 

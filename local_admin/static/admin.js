@@ -1,6 +1,14 @@
 /* Circlebox admin: small progressive enhancements. Every page works without this file. */
 (function () {
   "use strict";
+  /* The page's words in its language (base.html's JSON block); English if it is missing. */
+  var words = {};
+  try { words = JSON.parse(document.getElementById("page-words").textContent); } catch (e) { words = {}; }
+  function say_(key, english, fill) {
+    var text = words[key] || english;
+    Object.keys(fill || {}).forEach(function (k) { text = text.split("{" + k + "}").join(fill[k]); });
+    return text;
+  }
   function csrfToken() {
     var el = document.querySelector("input[name=csrf_token]");
     return el ? el.value : "";
@@ -38,7 +46,7 @@
       advice.textContent = p.advice;
       var details = document.createElement("details");
       var summary = document.createElement("summary");
-      summary.textContent = "Technical detail";
+      summary.textContent = say_("detail", "Technical detail");
       var pre = document.createElement("pre");
       pre.textContent = p.detail;
       details.appendChild(summary);
@@ -78,11 +86,11 @@
     var drift = Number(live.dataset.clockDriftS || 120) * 1000;
     var c = s.clock;
     var why;
-    if (!c) why = "the box does not say what time it has";
-    else if (!c.trusted) why = "the box's clock has not been set since it was switched on (it says " + c.text + ")";
-    else if (Math.abs(c.epoch * 1000 - Date.now()) > drift) why = "the box's clock says " + c.text + ", which is not this phone's time";
+    if (!c) why = say_("clock_unknown", "the box does not say what time it has");
+    else if (!c.trusted) why = say_("clock_unset", "the box's clock has not been set since it was switched on (it says {time})", {time: c.text});
+    else if (Math.abs(c.epoch * 1000 - Date.now()) > drift) why = say_("clock_other", "the box's clock says {time}, which is not this phone's time", {time: c.text});
     show(box, !!why);
-    if (why) setText("clock-why", "The dates in Usage may be wrong: " + why + ".");
+    if (why) setText("clock-why", say_("clock_why", "The dates in Usage may be wrong: {why}.", {why: why}));
   }
   function applyStatus(s) {
     var notRunning = document.getElementById("not-running");
@@ -133,7 +141,7 @@
           if (data.error) say(data.error); else say("");
           if (data.status) applyStatus(data.status);
         })
-        .catch(function () { say("The box did not answer. Check the connection and try again."); });
+        .catch(function () { say(say_("no_answer", "The box did not answer. Check the connection and try again.")); });
     };
     var ask = document.getElementById("stop-confirm");
     var askStop = function () {
@@ -179,10 +187,10 @@
                                           body: JSON.stringify({epoch_ms: Date.now()})})
           .then(function (data) {
             if (data.error) { say(data.error); return; }
-            say("The box's clock is set to this phone's time.", "ok");
+            say(say_("clock_set", "The box's clock is set to this phone's time."), "ok");
             if (data.status) applyStatus(data.status);
           })
-          .catch(function () { say("The box did not answer. Check the connection and try again."); })
+          .catch(function () { say(say_("no_answer", "The box did not answer. Check the connection and try again.")); })
           .then(function () { clockButton.disabled = false; });
       });
     }
@@ -202,7 +210,7 @@
       ev.preventDefault();
       var i = btn.getAttribute("data-listen");
       var out = document.getElementById("listen-" + i);
-      out.textContent = "Making the sound…";
+      out.textContent = say_("making", "Making the sound…");
       btn.disabled = true;
       var data = new FormData(editor);
       data.delete("op");
@@ -216,11 +224,11 @@
             audio.play().catch(function () {});
           } else {
             var err = document.createElement("span");
-            err.className = "field-error"; err.textContent = res.error || "could not make the sound";
+            err.className = "field-error"; err.textContent = res.error || say_("sound_failed", "could not make the sound");
             out.appendChild(err);
           }
         })
-        .catch(function () { out.textContent = "The box did not answer."; })
+        .catch(function () { out.textContent = say_("box_silent", "The box did not answer."); })
         .then(function () { btn.disabled = false; });
     });
   }
@@ -228,16 +236,17 @@
   /* Save progress. */
   var job = document.getElementById("job");
   if (job && job.dataset.jobUrl) {
-    var words = {queued: "waiting", running: "making the sounds", done: "done", failed: "failed"};
+    var states = {queued: say_("job_queued", "waiting"), running: say_("job_running", "making the sounds"),
+                  done: say_("job_done", "done"), failed: say_("job_failed", "failed")};
     var tick = function () {
       fetchJSON(job.dataset.jobUrl).then(function (j) {
         document.getElementById("job-progress").value = j.percent;
         document.getElementById("job-percent").textContent = j.percent + "%";
-        document.getElementById("job-state").textContent = words[j.state] || j.state;
-        document.getElementById("job-count").textContent = j.total ? "(" + j.done + " of " + j.total + ")" : "";
+        document.getElementById("job-state").textContent = states[j.state] || j.state;
+        document.getElementById("job-count").textContent = j.total ? say_("job_count", "({done} of {total})", {done: j.done, total: j.total}) : "";
         var msg = document.getElementById("job-message");
         if (j.state === "done" || j.state === "failed") {
-          msg.textContent = j.message + (j.state === "failed" ? " Your changes are kept as a draft in the editor." : "");
+          msg.textContent = j.message + (j.state === "failed" ? " " + say_("draft_kept", "Your changes are kept as a draft in the editor.") : "");
           msg.className = "flash " + (j.state === "done" ? "ok" : "error");
         } else {
           setTimeout(tick, 400);

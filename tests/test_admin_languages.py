@@ -1,0 +1,339 @@
+"""The admin page in French and Swahili: every page, chosen by the browser or by the box's setting.
+
+The walk renders each page in English and in the target language with the same data, and
+checks that no English text a person reads (text nodes, placeholders, titles, aria-labels,
+button values, the script's words, the live status) shows up untranslated. A segment may stay
+the same only when it is a name, number or code, the circle's own words, or a translation the
+catalogue deliberately keeps ("Volume" is French too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from admin_forms import form_values
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+from test_admin_support import FakeBox, login, make_app, make_config, serve_fake_box, set_password, token
+
+from device.script import DEFAULT_MESSAGES
+from device.system_prompts import pack_prompts
+from device.usage import UsageStore
+from local_admin.i18n import language_choices, page_languages
+
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "local_admin" / "translations"
+LANGUAGES = ("fr", "sw")
+READ_ATTRIBUTES = ("placeholder", "title", "aria-label", "alt")
+# Names and codes that are the same in every language.
+NAMES = {"Circlebox", "DHIS2", "CSV", "JSON", "dB", "dBFS", "UTC", "GB", "min", "USB"}
+
+
+class _Texts(HTMLParser):
+    """Every text a person reads on a page: text nodes (not scripts or styles) and the
+    attributes that are read out or shown."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.texts: list[str] = []
+        self.page_words: str = ""
+        self._skip: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if tag in ("script", "style", "textarea", "code", "pre"):  # code, or the circle's own text
+            self._skip = "page-words" if values.get("id") == "page-words" else tag
+            return
+        for name in READ_ATTRIBUTES:
+            if values.get(name):
+                self.texts.append(values[name])
+        if tag == "input" and values.get("type") in ("submit", "button") and values.get("value"):
+            self.texts.append(values["value"])
+        if values.get("id") == "prompts":  # the sentences the studio's script shows
+            self.texts += [value for name, value in values.items() if name.startswith("data-") and value]
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style", "textarea", "code", "pre"):
+            self._skip = None
+
+    def handle_data(self, data):
+        if self._skip == "page-words":
+            self.page_words += data
+        elif self._skip is None:
+            self.texts.append(data)
+
+
+def normal(text: str) -> str:
+    return " ".join(text.split()).strip(" :.()◯■●▶✓＋🎙“”")
+
+
+def segments(html: str) -> tuple[set[str], dict]:
+    parser = _Texts()
+    parser.feed(html)
+    out = set()
+    for text in parser.texts:
+        for part in re.split(r"\s*[·\n]\s*", text):
+            part = normal(re.sub(r"^\d+\. ", "", part.strip()))  # "2. Sharing round": a step's title
+            if part:
+                out.add(part)
+    return out, (json.loads(parser.page_words) if parser.page_words else {})
+
+
+def is_word_text(text: str) -> bool:
+    """Text in a language (not a number, code, id, unit or symbol)."""
+    words = re.findall(r"[A-Za-z]+", text)
+    if all(len(w) == 1 or w in NAMES for w in words):
+        return False  # a number, a date, "Circlebox", "DHIS2 (CSV)"
+    if re.fullmatch(r"\w+ \([a-z]{2,3}", text):
+        return False  # a language's name with its code: "Kinyarwanda (rw)"
+    if re.fullmatch(r"[\w.:/@%+-]+", text) and re.search(r"[\d_:/.-]", text):
+        return False  # en_US, goto:share, clinic-north, s0_text, 2026-01-10
+    return " " in text or text[:1].isupper() or text.isalpha()
+
+
+def kept_on_purpose(language: str) -> re.Pattern:
+    """Translations that read the same as the English ("Volume", "Version %(version)s" in
+    French): a pattern that matches them, with any value in place of each %(name)s."""
+    with (TRANSLATIONS / language / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        catalog = read_po(po)
+    patterns = []
+    for message in catalog:
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        for text in strings:
+            if text:
+                text = normal(text.replace("%%", "%"))
+                patterns.append(re.sub(r"%\\\(\w+\\\)[sd]", ".+", re.escape(text)))
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+def user_content(data_dir: Path, circle: str) -> set[str]:
+    """The circle's own words and ids, the box's spoken defaults: content, not the page's words."""
+    from local_admin import store
+
+    def strings(value) -> list[str]:
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list | tuple):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    path = store.find_path(data_dir, circle)
+    found = strings(store.raw_dict(path.read_text(encoding="utf-8"))) if path else []
+    found += [*DEFAULT_MESSAGES.values(), *(title for _id, title in FakeBox.STEPS)]
+    found += ["Room 2", *(name for _code, name in language_choices())]  # the site; each language's own name
+    found += [button.name for button in make_config(data_dir).buttons.map]  # names in the box's config
+    found += list(pack_prompts(make_config(data_dir)).values())  # the box's English, to be said in the language
+    return {normal(line) for text in found for line in text.splitlines()}
+
+
+class FaultyBox(FakeBox):
+    """A running box with faults and a countdown, so the panel shows all its sentences."""
+
+    def status(self) -> dict:
+        status = super().status()
+        status["faults"] = ["mic: arecord: main:831: audio open error", "circle: sound 'x' is not rendered"]
+        status["countdown"] = {"kind": "turn", "turn": 2, "limit_s": 120, "remaining_s": 30}
+        status["clock"] = {"time": "2020-01-01T00:00:00+00:00", "trusted": False}
+        status["led"] = "speaking"
+        return status
+
+
+def add_usage(data_dir: Path) -> None:
+    usage = UsageStore(data_dir / "usage.sqlite")
+    for i, minutes in enumerate((60, 2)):  # one circle held, one test run
+        usage.upsert({
+            "id": f"s{i}", "box": "clinic-north", "script": "three-step-circle", "script_version": 1,
+            "started_at": f"2026-01-1{i}T09:00:00+00:00", "ended_at": f"2026-01-1{i}T10:00:00+00:00",
+            "duration_s": minutes * 60.0, "completed": True, "steps_planned": 6, "steps_delivered": 6,
+            "core_planned": 4, "core_delivered": 4, "repeats": 1, "pauses": 0, "help_count": 1,
+            "attendance": 12, "clock_trusted": i == 0, "rounds": [],
+        })
+    usage.close()
+
+
+def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str, str], dict, str]:
+    """Every page as the browser (Accept-Language) sees it: {name: html}, the live status JSON."""
+    data_dir = tmp_path / f"{browser}-{setting}"
+    app = make_app(data_dir, admin={"language": setting})
+    headers = {"Accept-Language": browser}
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = browser  # every request, the helpers' too
+    pages: dict[str, str] = {}
+
+    def get(name: str, path: str, status: int = 200, **kwargs) -> str:
+        response = client.get(path, headers=headers, **kwargs)
+        assert response.status_code == status, (name, path, response.status_code)
+        pages[name] = response.get_data(as_text=True)
+        return pages[name]
+
+    def post(name: str, path: str, data: dict, status: int = 200) -> str:
+        response = client.post(path, data=data, headers=headers)
+        assert response.status_code == status, (name, path, response.status_code)
+        pages[name] = response.get_data(as_text=True)
+        return pages[name]
+
+    get("setup", "/setup")
+    assert set_password(client, data_dir).status_code == 302
+    box, server = serve_fake_box(data_dir, FaultyBox())
+    try:
+        box.dispatch("start", "button:next")
+        add_usage(data_dir)
+        get("panel", "/panel/")
+        status = client.get("/panel/status.json", headers=headers).get_json()
+        circles = get("circles", "/circles/")
+        circle = re.search(r'/circles/([\w-]+)/edit"', circles)[1]
+        editor = get("editor", f"/circles/{circle}/edit")
+        get("new circle", "/circles/new")
+        get("studio", f"/circles/{circle}/studio/")
+        get("box messages", "/system/messages/")
+        get("versions", f"/circles/{circle}/history")
+        tok = token(client, "/settings/")
+        client.post("/settings/", data={"csrf_token": tok, "section": "box", "box_name": "clinic-north",
+                                        "box_site": "Room 2", "volume": "60", "volume_cap": "90"},
+                    headers=headers)
+        get("settings (after a save)", "/settings/")
+        get("usage", "/usage/?tests=1")
+        get("usage without tests", "/usage/")
+        get("system", "/system/")
+        get("password", "/password")
+        post("confirm stop", "/panel/press", {"csrf_token": tok, "action": "stop"})
+        post("confirm restart", "/system/power", {"csrf_token": tok, "what": "restart"})
+        post("confirm delete record", "/usage/s0/delete", {"csrf_token": tok})
+        get("not found", "/circles/no-such-circle/edit", status=404)
+        post("form refused", "/settings/", {"section": "box"}, status=400)
+        values = form_values(editor)
+        values.update(csrf_token=token(client, f"/circles/{circle}/edit"), op="save")
+        saved = client.post(f"/circles/{circle}/edit", data=values, headers=headers)
+        assert saved.status_code in (302, 303), saved.status_code
+        assert app.extensions["circlebox"].renders.wait_idle()
+        get("job", saved.headers["Location"])
+        client.post("/logout", data={"csrf_token": token(client, "/panel/")}, headers=headers)
+        get("login", "/login")
+        response = client.post("/login", data="x" * 70_000, headers={**headers, "Content-Type": "text/plain"})
+        assert response.status_code == 413
+        pages["too big"] = response.get_data(as_text=True)
+        assert login(client).status_code == 302
+    finally:
+        server.close()
+    return pages, status, circle
+
+
+def compare(english: dict[str, str], local: dict[str, str], language: str, content: set[str]) -> list[str]:
+    kept = kept_on_purpose(language)
+    problems = []
+    for name, html in english.items():
+        source, source_words = segments(html)
+        target, target_words = segments(local[name])
+        for text in sorted(source & target):
+            if is_word_text(text) and text not in content and not kept.fullmatch(text):
+                problems.append(f"{name}: {text!r}")
+        for key, text in source_words.items():
+            if target_words.get(key) == text:
+                problems.append(f"{name} (script words): {key} = {text!r}")
+    return problems
+
+
+def status_problems(english: dict, local: dict) -> list[str]:
+    """The live status the page's script shows, in the reader's words."""
+    out = []
+    for key in ("state_text", "last_input_text", "step_text"):
+        if english[key] == local[key]:
+            out.append(f"status {key}: {english[key]!r}")
+    for a, b in zip(english["parts"], local["parts"], strict=True):
+        for key in ("label", "text", "advice"):
+            if a[key] and a[key] == b[key]:
+                out.append(f"status part {a['part']} {key}: {a[key]!r}")
+    for a, b in zip(english["problems"], local["problems"], strict=True):
+        for key in ("summary", "advice"):
+            if a[key] == b[key]:
+                out.append(f"status fault {key}: {a[key]!r}")
+    if english["countdown"]["label"] == local["countdown"]["label"]:
+        out.append(f"status countdown: {english['countdown']['label']!r}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def english(tmp_path_factory):
+    return walk(tmp_path_factory.mktemp("en"), "en")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("chosen_by", ["browser", "setting"])
+def test_every_page_is_in_the_readers_language(english, tmp_path, language, chosen_by):
+    pages_en, status_en, circle = english
+    if chosen_by == "browser":
+        pages, status, _ = walk(tmp_path, language)
+    else:  # the box's setting wins over a browser that asks for English
+        pages, status, _ = walk(tmp_path, "en", setting=language)
+    assert pages.keys() == pages_en.keys()
+    for name, html in pages.items():
+        assert f'<html lang="{language}">' in html, name
+    content = user_content(tmp_path / ("en-" + language if chosen_by == "setting" else f"{language}-auto"), circle)
+    problems = compare(pages_en, pages, language, content) + status_problems(status_en, status)
+    assert not problems, "untranslated:\n" + "\n".join(problems)
+
+
+def test_english_is_the_default_and_unchanged(english):
+    pages, status, _ = english
+    assert all('<html lang="en">' in html for html in pages.values())
+    assert "Live panel" in pages["panel"] and "Write a new circle" in pages["circles"]
+    assert status["state_text"] == "Speaking"
+    assert "2026-01-10 09:00" in pages["usage"]  # dates stay as they were in English
+
+
+def test_a_language_with_no_catalogue_falls_back_to_english(tmp_path):
+    app = make_app(tmp_path / "data")
+    client = app.test_client()
+    html = client.get("/setup", headers={"Accept-Language": "de-DE,de;q=0.9"}).get_data(as_text=True)
+    assert '<html lang="en">' in html and "Welcome to this Circlebox" in html
+    html = client.get("/setup", headers={"Accept-Language": "sw-KE,sw;q=0.9"}).get_data(as_text=True)
+    assert '<html lang="sw">' in html and "Karibu" in html
+
+
+def test_dates_and_numbers_follow_the_language(tmp_path):
+    add_usage(tmp_path / "data")
+    app = make_app(tmp_path / "data")
+    client = app.test_client()
+    set_password(client, tmp_path / "data")
+    french = client.get("/usage/?tests=1", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "10 janv. 2026 09:00" in french
+    system = client.get("/system/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert re.search(r"\d+,\d Go libres sur \d+,\d Go", system)
+
+
+def test_the_page_language_setting_is_saved_from_the_settings_page(tmp_path):
+    data_dir = tmp_path / "data"
+    app = make_app(data_dir)
+    client = app.test_client()
+    set_password(client, data_dir)
+    html = client.get("/settings/").get_data(as_text=True)
+    assert '<option value="sw" lang="sw"' in html and "Kiswahili" in html and "Français" in html
+    tok = token(client, "/settings/")
+    saved = client.post("/settings/", data={"csrf_token": tok, "section": "access", "allowed_hosts": "",
+                                             "page_language": "sw"})
+    assert saved.status_code == 302
+    assert app.extensions["circlebox"].config.admin.language == "sw"
+    assert '<html lang="sw">' in client.get("/settings/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    refused = client.post("/settings/", data={"csrf_token": tok, "section": "access", "allowed_hosts": "",
+                                               "page_language": "not a language"})
+    assert refused.status_code == 400 and 'id="err-page_language"' in refused.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_compiled_catalogue_matches_its_source(language):
+    """The .mo files are committed (no build step); they must say what the .po says."""
+    folder = TRANSLATIONS / language / "LC_MESSAGES"
+    with (folder / "messages.po").open("rb") as po, (folder / "messages.mo").open("rb") as mo:
+        source, compiled = read_po(po), read_mo(mo)
+    def table(catalog) -> dict:
+        return {tuple(m.id) if isinstance(m.id, list | tuple) else m.id:
+                tuple(m.string) if isinstance(m.string, list | tuple) else m.string
+                for m in catalog if m.id and not m.fuzzy}
+
+    wanted, got = table(source), table(compiled)
+    assert got == wanted, "run: pybabel compile -d local_admin/translations"
+    assert all(all(s) if isinstance(s, tuple) else s for s in wanted.values()), "every message is translated"
+    assert language in page_languages()
