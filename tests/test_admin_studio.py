@@ -4,12 +4,11 @@ prompt named where it is wrong, recorded one at a time, then saved."""
 from __future__ import annotations
 
 import io
-import wave
 
-import numpy as np
 import pytest
 import yaml
 from admin_forms import form_values
+from takes_audio import tone_wav
 from test_admin_support import FakeRender, make_app, ready_client, token
 
 from device.datafolder import DataFolder
@@ -37,16 +36,8 @@ SWAHILI_FORM = {"script": "mduara", "title": "Mduara wa jioni", "language": "sw"
                 "s1_text": "Kila mtu aseme jambo moja.", "s1_then": "wait_for_next", "s1_between": "soft_bell"}
 
 
-def tone_wav(freq: float, seconds: float = 1.2, level: float = 0.3, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    x = np.concatenate([np.zeros(rate // 2), level * np.sin(2 * np.pi * freq * t), np.zeros(rate // 2)])
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.round(x * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
+
+
 
 
 @pytest.fixture

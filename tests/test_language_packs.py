@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import yaml
 from conftest import make_config
 from gpiozero.pins.mock import MockFactory
+from takes_audio import tone_wav
 from test_admin_support import make_app, ready_client, token
 from test_update_helpers import Keys, make_box
 
@@ -37,16 +37,6 @@ RATE = 22050  # the box's (defaults.yaml)
 TONES = {"sys:setup_code": 300.0, "sys:digit_3": 420.0, "update:S04": 560.0}
 
 
-def tone_wav(freq: float, rate: int = 16000, seconds: float = 1.0, level: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    x = np.concatenate([np.zeros(rate // 3), level * np.sin(2 * np.pi * freq * t), np.zeros(rate // 3)])
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.round(x * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
 
 
 def pitch(pcm: bytes, rate: int = RATE) -> float:
