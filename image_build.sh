@@ -487,6 +487,12 @@ assemble_debian() {
     (shopt -s dotglob nullglob; mv "$MNT"/boot/firmware/* "$WORK/")
     mke2fs -q -t ext4 -L CBROOT -d "$MNT" "$parts/root.ext4" "${root_mib}M"
     mke2fs -q -t ext4 -L CBDATA -d "$WORK/data" "$parts/data.ext4" "${data_mib}M"
+    # mke2fs -d gives the file system's top folder root's 0755: set the mount point's owner and
+    # mode (tmpfiles.d: group circlebox may add entries) on the data partition's top.
+    local mode uid gid
+    read -r mode uid gid < <(stat -c '%f %u %g' "$MNT/var/lib/circlebox")
+    printf 'sif / mode 0x%s\nsif / uid %s\nsif / gid %s\n' "$mode" "$uid" "$gid" \
+        | debugfs -w -f - "$parts/data.ext4" >/dev/null 2>&1 || die "could not set the data partition's top folder"
     local start1=2048 start2 start3
     start2=$(( start1 + boot_mib * 2048 ))
     start3=$(( start2 + root_mib * 2048 ))

@@ -200,7 +200,8 @@ class Checker:
                 self.bad(f"installed file differs from the wheel: {path}")
 
     def check_deps(self, site: Path) -> None:
-        installed = {re.sub(r"[-_.]+", "-", d.name.rsplit("-", 1)[0]).lower()
+        # <name>-<version>.dist-info, the name with "_" for "-"
+        installed = {re.sub(r"[-_.]+", "-", d.name.removesuffix(".dist-info").rsplit("-", 1)[0]).lower()
                      for d in site.glob("*.dist-info")}
         pins = [*(self.repo / "image/requirements-pi.txt").read_text().splitlines(),
                 *(self.repo / "image/requirements-pi-sdist.txt").read_text().splitlines()]

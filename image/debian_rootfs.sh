@@ -28,10 +28,11 @@ log "root file system: mmdebstrap $DEBIAN_SUITE arm64 (not cached: about 20 minu
 start=$SECONDS
 # The hooks: /boot/firmware must exist before raspi-firmware's kernel hook runs; the root is
 # found by label (the same on an SD card, a USB disk and in the VM); the initrd carries every
-# module (Pi MMC and the VM's virtio disk alike).
+# module (Pi MMC and the VM's virtio disk alike). force-confold keeps the hooks' files where a
+# package ships the same conffile (raspi-firmware's /etc/default file): dpkg must never ask.
 # shellcheck disable=SC2016  # the hooks expand $1 in mmdebstrap's shell, not here
 mmdebstrap --arch=arm64 --variant=minbase --components="${DEBIAN_COMPONENTS// /,}" \
-    --include="$packages" \
+    --include="$packages" --dpkgopt=force-confold --dpkgopt=force-confdef \
     --setup-hook='mkdir -p "$1/boot/firmware" "$1/etc/default" "$1/etc/initramfs-tools/conf.d"' \
     --setup-hook='echo "ROOTPART=LABEL=CBROOT" > "$1/etc/default/raspi-firmware"' \
     --setup-hook='echo "CONSOLES=\"ttyS1,115200 tty0\"" >> "$1/etc/default/raspi-firmware"' \

@@ -20,6 +20,7 @@ epoch no old cookie can carry.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import os
@@ -168,9 +169,13 @@ class PasswordStore:
                 "set_at": int(time.time()),
             }
             self._write_record(record)
-            # Void in any case once a password exists; deleted where the folder allows it.
-            with contextlib.suppress(FileNotFoundError, PermissionError):
+            # Void in any case once a password exists; deleted where the folder allows it (on
+            # the box the admin service sees the secrets folder read-only: EROFS, not EACCES).
+            try:
                 (self.data.setup_code).unlink()
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
             return f"{generation}-{record['epoch']}"
 
     def bump_generation(self) -> int | None:

@@ -401,6 +401,7 @@ def test_debian_assembly_makes_three_labelled_partitions(tmp_path):
     (root / "boot/firmware/cmdline.txt").write_text("root=LABEL=CBROOT rootwait\n")
     (root / "var/lib/circlebox/cache").mkdir(parents=True)
     (root / "var/lib/circlebox/cache/a.wav").write_bytes(b"RIFF")
+    (root / "var/lib/circlebox").chmod(0o3775)  # as tmpfiles.d makes it: services add entries
     (root / "etc").mkdir()
     (root / "etc/hostname").write_text("circlebox\n")
     out = tmp_path / "box.img"
@@ -426,5 +427,8 @@ def test_debian_assembly_makes_three_labelled_partitions(tmp_path):
                               capture_output=True, text=True, env=env).stdout
 
     assert "a.wav" in ext4_ls(2, "/cache")
+    top = subprocess.run(["debugfs", "-R", "stat /", f"{img}?offset={rows[2][0] * 512}"],
+                         capture_output=True, text=True, env=env).stdout
+    assert "Mode:  03775" in top, top
     assert "cache" not in ext4_ls(1, "/var/lib/circlebox") and "hostname" in ext4_ls(1, "/etc")
     assert "cmdline.txt" not in ext4_ls(1, "/boot/firmware")

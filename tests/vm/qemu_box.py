@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 AUTOLOGIN_DROPIN = "/etc/systemd/system/serial-getty@ttyAMA0.service.d/circlebox-vm-login.conf"
 AUTOLOGIN = ("[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear "
              "--keep-baud 115200,57600,38400,9600 %I $TERM\n")
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal control sequences (bracketed paste...)
 WAV_RATE = 48000  # QEMU's usb-audio: 48 kHz, 2 channels, S16LE
 WAV_CHANNELS = 2
 
@@ -162,12 +163,12 @@ class Console:
         self._serial += 1
         tag = f"CBX{self._serial}X"
         since = self.mark()
-        # The marker is split in the command so the echo of the typed line never matches.
+        # The marker is split in the typed line so its echo never matches.
         self.send(f"{command} 2>&1; echo {tag[:2]}''{tag[2:]}:$?:END")
-        found = self.wait_for(rf"^{tag}:(\d+):END$", since, timeout)
-        body = self.text[since:found.start()]
-        lines = body.split("\n", 1)  # the echoed command line
-        return int(found[1]), (lines[1] if len(lines) > 1 else "").strip()
+        found = self.wait_for(rf"{tag}:(\d+):END", since, timeout)
+        body = ESCAPES.sub("", self.text[since:found.start()])
+        lines = [line for line in body.split("\n") if f"{tag[:2]}''" not in line]
+        return int(found[1]), "\n".join(lines).strip()
 
     def check(self, command: str, timeout: float = 120.0) -> str:
         rc, out = self.run(command, timeout)
@@ -214,7 +215,7 @@ class QemuBox:
             "-device", "virtio-blk-pci,drive=sd",
             "-device", "virtio-rng-pci",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:8080",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-net-pci,netdev=net0,romfile=",  # no PXE ROM: the kernel is given
             "-audiodev", f"wav,id=speaker,path={self.wav},out.frequency={WAV_RATE},out.channels={WAV_CHANNELS}",
             "-device", "qemu-xhci,id=xhci",
             "-device", "usb-audio,audiodev=speaker,bus=xhci.0",
@@ -231,7 +232,8 @@ class QemuBox:
         """Wait for the maintenance shell on the console and make it quiet."""
         assert self.console is not None
         self.console.wait_for(r"root@circlebox:~# $|root@circlebox:~#", timeout=timeout)
-        self.console.send("stty -echo; export PS1='# ' TERM=dumb SYSTEMD_PAGER= SYSTEMD_COLORS=0")
+        self.console.send("stty -echo; bind 'set enable-bracketed-paste off'; "
+                          "export PS1= TERM=dumb SYSTEMD_PAGER= SYSTEMD_COLORS=0")
         self.console.check("dmesg -n 1")  # kernel messages off the shell's console
         return self.console
 
