@@ -351,7 +351,9 @@ install_app_chroot() {
     install -d -m 0755 "$wheels"
     build_wheel "$wheels"
     fetch_wheelhouse "$wheels"
-    key=$( { chroot "$root" python3 -VV; cat "$wheels/requirements.txt"; } | sha256sum | cut -c1-16)
+    # Keyed by the pins (a wheel built from an sdist differs, byte for byte, on every build).
+    key=$( { chroot "$root" python3 -VV; cat "$REPO/image/requirements-pi.txt" \
+             "$REPO/image/requirements-pi-sdist.txt"; } | sha256sum | cut -c1-16)
     cached="$CACHE/venv-$key.tar"
     if [ -f "$cached" ]; then
         log "app venv: cached $(basename "$cached")"
@@ -444,6 +446,12 @@ base_debian() {
 LABEL=CBROOT  /               ext4   defaults,noatime,commit=5                0  1
 LABEL=CBBOOT  /boot/firmware  vfat   defaults,noatime,umask=0022,nofail       0  2
 FSTAB
+    # Debian's cmdline.txt mounts the root "rw" from the start; Raspberry Pi OS's leaves the
+    # kernel's "ro" (systemd remounts it per fstab). With overlayroot the lower root must stay
+    # read-only (found in the VM): "ro", here and for any later regeneration of the file.
+    sed -i 's/ rw / ro /' "$MNT/boot/firmware/cmdline.txt"
+    echo ro > "$MNT/etc/default/raspi-extra-cmdline"
+    grep -qw ro "$MNT/boot/firmware/cmdline.txt" || die "cmdline.txt: could not make the root read-only at boot"
     echo circlebox > "$MNT/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\tcirclebox\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
         > "$MNT/etc/hosts"

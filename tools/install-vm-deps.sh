@@ -18,6 +18,7 @@ if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 if [ -n "$need" ]; then
     echo "installing Debian packages:$need"
     $SUDO apt-get update -qq
+    # shellcheck disable=SC2086  # a list of package names
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 # binfmt_misc: containers often start without it mounted.
