@@ -30,7 +30,7 @@ demo: $(VENV)/.installed-demo
 
 test: system-deps $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The booted box: tools/install-vm-deps.sh (qemu, mmdebstrap: never in CI), a signing key for
 # the test bundles, the image (its root file system and venv are cached in build/image-cache),

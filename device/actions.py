@@ -22,6 +22,8 @@ ACTIONS: dict[str, str] = {
     "volume_down": "Softer.",
     "start": "Start. Begins the circle from the first step.",
     "stop": "Stop. Ends the circle now.",
+    "rehearse": "Rehearse. Practises the circle: a note for the facilitator before each step, short turns "
+    "and short timers. A rehearsal is never counted as a circle held.",
     "setup_code": "Holding two buttons together says the code for the admin page's first set-up.",
 }
 GOTO_PREFIX = "goto:"

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "device.commands.simulate",
     "device.commands.render",
     "device.commands.validate",
+    "device.commands.course",  # `course check`, `course list`
     "device.commands.firstboot",
     "device.commands.bundle",
     "device.commands.usb_import",

@@ -61,6 +61,20 @@ class PathsSection(_Frozen):
 
 class SessionSection(_Frozen):
     script: str = Field(min_length=1)
+    # a course (device.course): when set, where the course stands decides the circle
+    course: str | None = None
+
+    @field_validator("course")
+    @classmethod
+    def _course_id(cls, value: str | None) -> str | None:
+        from device.script import STEP_ID
+
+        if value is not None and not STEP_ID.match(value):
+            raise ValueError(
+                f"'{value}' is not a course id: use lower-case letters, digits, - and _ (up to 40), "
+                "starting with a letter or digit"
+            )
+        return value
 
 
 class AudioSection(_Frozen):

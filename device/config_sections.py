@@ -387,6 +387,15 @@ def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _course_id(value: Any) -> str:
+    from device.script import STEP_ID  # a course id follows the circle id rule
+
+    if isinstance(value, str) and STEP_ID.match(value):
+        return value
+    raise ValueError(f"'{value}' is not a course id: use the id in the course's file (course: ...), "
+                     "lower-case letters, digits, - and _")
+
+
 Dhis2Uid = Annotated[str, BeforeValidator(_dhis2_uid)]
 OptionalUid = Annotated[Dhis2Uid | None, BeforeValidator(_blank_is_none)]
 
@@ -398,6 +407,7 @@ class Dhis2Section(FrozenSection):
     data_elements: dict[Annotated[str, AfterValidator(_measure)], Dhis2Uid]  # measure -> code
     category_option_combo: OptionalUid  # null: DHIS2's default
     attribute_option_combo: OptionalUid  # null: DHIS2's default
+    courses: dict[Annotated[str, BeforeValidator(_course_id)], Dhis2Uid]  # course id -> its attribute option combo
     data_set: OptionalUid  # named in the JSON export when set
     period_type: str  # monthly or weekly
     min_circle_minutes: between(0.0, 240.0)  # shorter records are test runs, left out of exports
@@ -409,6 +419,16 @@ class Dhis2Section(FrozenSection):
             return {}
         if not isinstance(value, Mapping):
             raise ValueError("must be a list of measure: code, like {sessions: AbCdEfGhIj1}")
+        return {k: v for k, v in value.items() if _blank_is_none(v) is not None}
+
+    @field_validator("courses", mode="before")
+    @classmethod
+    def _courses_leave_out_blanks(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a list of course: attribute option combo code, "
+                             "like {support-group: AbCdEfGhIj1}")
         return {k: v for k, v in value.items() if _blank_is_none(v) is not None}
 
     @field_validator("period_type", mode="before")

@@ -7,6 +7,8 @@ A Unix socket speaking JSON lines, one JSON reply per request:
     {"cmd": "announce", "sounds": [...]}       -> {"ok": true}
     {"cmd": "reload"}                          -> {"ok": true, "when": "now" | "after_circle"}
     {"cmd": "set_clock", "time": 1.8e9}        -> {"ok": true, "time": iso, "trusted": bool}
+    {"cmd": "course_session", "index": 3}      -> {"ok": true, "position": 3, "label": "Session 4 of 16"}
+                                                  (between circles only; the course's plan index)
 
 A refused request is {"ok": false, "error": "<plain words>"}. Separate processes, so a slow
 page never stops a running circle; the socket lives in the data directory and is only reachable on the box itself.
@@ -154,3 +156,8 @@ class ControlClient:
     def set_clock(self, epoch: float) -> dict[str, Any]:
         """Set the box's clock to this unix time (a phone's): {"ok": true, "time": iso, "trusted": bool}."""
         return self._ask({"cmd": "set_clock", "time": epoch})
+
+    def course_session(self, index: int) -> dict[str, Any]:
+        """Choose the meeting of the course the box plays next (its plan index; between circles
+        only): {"ok": true, "position": n, "label": ...} or {"ok": false, "error": ...}."""
+        return self._ask({"cmd": "course_session", "index": index})

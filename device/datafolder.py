@@ -11,18 +11,22 @@ circle, its sounds, the usage store or the admin password is.
       scripts/.drafts/<id>.yaml   a save waiting for its prompts to render
       scripts/.history/<id>/      earlier versions of a circle
       scripts/recordings/         uploaded recordings the box's circles use
+      courses/<id>.yaml           the box's own courses (written by the admin page; device.course)
       cache/                      rendered sounds of the box's own circles (audio.cache)
       cache/sets/<id>.json        the rendered set of one circle (written last)
       current/<kind>              installed releases (symlinks the updater swaps)
       current/content/scripts/    circles a content bundle installed
       current/content/cache/      their rendered sounds
+      current/content/courses/    courses a content bundle installed
       current/voice/voices/       Piper voices a voice bundle installed (<id>.onnx + .onnx.json)
       current/language_pack/<lang>/  language packs a bundle installed (pack.yaml + WAVs)
       language-packs/<lang>/      the box's own language packs, recorded on the admin page
       update/                     the updater's own state, staging and incoming copies
       state/clock.json            the wall clock's high-water mark
       state/last-good/<id>.yaml   the last version of each circle that played
+      state/course-<id>.json      where a course stands: the meeting the box plays next
       usage.sqlite                one anonymous record per circle (device.usage)
+      training.sqlite             one record per rehearsal (device.training_log)
       circle.lock                 held (flock, shared) by the runtime while a circle runs
       run/control.sock            the runtime's control socket
       admin/password.json         the admin password (the admin service's own folder)
@@ -77,6 +81,15 @@ class DataFolder:
     def recordings(self) -> Path:
         return self.scripts / "recordings"
 
+    # -- courses (device.course) ----------------------------------------------------------
+    @property
+    def courses(self) -> Path:
+        """The box's own courses (what the admin page saves)."""
+        return self.root / "courses"
+
+    def course(self, course_id: str) -> Path:
+        return self.courses / f"{course_id}.yaml"
+
     # -- rendered sounds ------------------------------------------------------------------
     @property
     def cache(self) -> Path:
@@ -97,6 +110,11 @@ class DataFolder:
     @property
     def installed_scripts(self) -> Path:
         return self.installed_content / "scripts"
+
+    @property
+    def installed_courses(self) -> Path:
+        """Courses a content bundle installed."""
+        return self.installed_content / "courses"
 
     @property
     def installed_cache(self) -> Path:
@@ -140,9 +158,18 @@ class DataFolder:
     def last_good(self, script_id: str) -> Path:
         return self.state / "last-good" / f"{script_id}.yaml"
 
+    def course_position(self, course_id: str) -> Path:
+        """Where a course stands (device.course_position; written only by the runtime)."""
+        return self.state / f"course-{course_id}.json"
+
     @property
     def usage(self) -> Path:
         return self.root / "usage.sqlite"
+
+    @property
+    def training_log(self) -> Path:
+        """Rehearsals only, never circles held (device.training_log)."""
+        return self.root / "training.sqlite"
 
     @property
     def circle_lock(self) -> Path:
@@ -200,6 +227,11 @@ class DataFolder:
         """Where circles are looked up by id, in order: the box's own, then installed ones.
         (The packaged circles come last; `device.script.packaged_scripts_dir`.)"""
         return (self.scripts, self.installed_scripts)
+
+    def course_dirs(self) -> tuple[Path, ...]:
+        """Where courses are looked up by id, in order: the box's own, then installed ones.
+        (The packaged courses come last; `device.course.packaged_courses_dir`.)"""
+        return (self.courses, self.installed_courses)
 
 
 def data_folder(root: Path | str | DataFolder) -> DataFolder:

@@ -306,10 +306,44 @@ class Doctor:
             self.add("config", PASS, f"valid (box '{self.config.box.name}', data {self.data_dir})")
 
     def _source(self) -> Any:
-        """The circle the runtime would play, from where (device.content.resolve_circle)."""
+        """The circle the runtime would play (a course's meeting: device.course_play), from where
+        (device.content.resolve_circle)."""
         from device.content import resolve_circle
+        from device.course import CourseError
+        from device.course_play import circle_for_box
 
-        return resolve_circle(self.config.session.script, self.data)
+        try:
+            name, _meeting = circle_for_box(self.config, self.data)
+        except CourseError:  # said by the course check; the runtime then plays session.script
+            name = self.config.session.script
+        return resolve_circle(name, self.data)
+
+    def check_course(self) -> None:
+        """One line: the course the box runs and where it stands (nothing without a course)."""
+        from device.course import CourseError, check_course_circles
+        from device.course_play import AnnouncementMissing, announcement_pcm, course_play
+
+        try:
+            play = course_play(self.config, self.data)
+        except CourseError as exc:
+            self.add("course", FAIL, f"the box plays circle {self.config.session.script} instead: {exc}")
+            return
+        if play is None:
+            return
+        where = "finished (it plays its last circle again)" if play.finished else \
+            f"next is {play.meeting.label.lower()} (circle {play.circle})"
+        detail = f"{play.source.describe()}: {where}"
+        problems = check_course_circles(play.course, self.data)
+        if problems:
+            self.add("course", FAIL, f"{detail}; " + "; ".join(problems))
+            return
+        warnings = [w for w in (play.fault, play.note) if w]
+        if play.meeting is not None:
+            try:
+                announcement_pcm(play.course, play.meeting, self.data, self.config.audio.sample_rate)
+            except AnnouncementMissing as exc:
+                warnings.append(f"{exc} (the circle plays without it)")
+        self.add("course", WARN if warnings else PASS, "; ".join([detail, *warnings]), position=play.position)
 
     def _script(self) -> Any:
         return self._source().loaded
@@ -789,7 +823,7 @@ class Doctor:
 
     def run(self, started: str) -> DoctorReport:
         for check in (self.check_data_folder, self.check_config, self.check_voices, self.check_model,
-                      self.check_content, self.check_disk, self.check_sd_card, self.check_clock):
+                      self.check_course, self.check_content, self.check_disk, self.check_sd_card, self.check_clock):
             try:
                 check()
             except Exception as exc:  # one broken check must not hide the others

@@ -11,7 +11,7 @@ and HELP, so a turn's two minutes are two minutes of circle, not of tea break.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from device.actions import Action, UnknownAction, parse_action
 from device.listening.events import SpeechEnded, SpeechStarted  # `t`: when it really happened, on our clock
 from device.script import (
+    NOTES,
     BellStep,
     ExerciseStep,
     RoundStep,
@@ -146,6 +147,7 @@ class RoundPhase(StrEnum):
     WRAP_UP = "wrap_up"  # the wrap-up is playing: the turn ends after it
     BETWEEN = "between"  # the bell or words between two turns
     DONE = "done"
+    SIMULATED = "simulated"  # rehearsal: a turn nobody speaks in, that ends on its own
 
 
 PAUSES = (State.PAUSED, State.HELP)  # the circle is held; the state it left is kept to come back to
@@ -155,10 +157,14 @@ LED_FOR_STATE = {
     State.IDLE: "idle", State.SPEAKING: "speaking", State.WAITING: "waiting", State.IN_ROUND: "listening",
     State.TIMER: "timer", State.PAUSED: "paused", State.HELP: "help", State.FINISHED: "idle",
 }
-TURN_PHASES = (RoundPhase.TURN, RoundPhase.WRAP_UP, RoundPhase.REMINDER)  # a turn is under way
+TURN_PHASES = (RoundPhase.TURN, RoundPhase.WRAP_UP, RoundPhase.REMINDER, RoundPhase.SIMULATED)  # a turn is under way
 # explain mode says what a button does instead of doing it; these still act (the admin page's
 # volume slider is not a button to learn)
 ACT_WHILE_EXPLAINING = ("explain", "volume")
+# Rehearsal: the whole circle can be walked through in a few minutes.
+REHEARSAL_TURN_S = 15.0  # a simulated turn ends on its own after this (or on NEXT)
+REHEARSAL_TURNS = 3  # turns a round runs in rehearsal (its own count when that is fewer)
+REHEARSAL_TIMER_S = 30.0  # a timer step runs at most this long in rehearsal
 
 
 @dataclass
@@ -197,6 +203,12 @@ class Engine:
     a step. REPEAT carries on and says the current instruction again from its start, as it
     always does. SKIP, PREVIOUS, GOTO and STOP say plainly that they leave the step: they carry
     on and then do just that. Leaving explain mode goes back to what the box did before it.
+
+    A step may have a lead-in, said before it and part of it (NEXT begins the step, REPEAT says
+    the lead-in again): `intro` before a circle's first step (a course's announcement), and in a
+    rehearsal (action `rehearse`) "this is a rehearsal" and each step's facilitator note. A
+    rehearsal walks the whole circle quickly: turns nobody speaks in end on their own, rounds
+    run a few turns, timers are short, and the end says what was practised.
     """
 
     def __init__(
@@ -207,8 +219,17 @@ class Engine:
         volume_cap: float = 0.9,
         volume_step: float = 0.1,
         listening: bool = False,
+        intro: Sequence[str] = (),
+        session_fields: Mapping[str, Any] | None = None,
     ) -> None:
         self.script = script
+        # sounds said once a circle starts, before its first step (a course's "session 3 of 8")
+        self.intro = tuple(intro)
+        # what the session_started log also says about this circle (its place in a course)
+        self.session_fields = dict(session_fields or {})
+        self.rehearsal = False  # the running (or last) circle is a facilitator's rehearsal
+        self._practised: list[str] = []  # rehearsal: the steps walked, in order, each once
+        self._notes_heard: set[str] = set()  # rehearsal: steps whose note was said to its end
         self.volume = volume
         self.volume_cap = volume_cap
         self.volume_step = volume_step
@@ -233,6 +254,8 @@ class Engine:
         self._round_open = False
         self._round_last_activity = 0.0
         self._timer_start: float | None = None  # active time the current timer step began
+        self._session_intro: list[str] = []  # sounds still due before the circle's first step
+        self._lead_in: list[str] | None = None  # the sounds before the current step, while they play
         self.led = "idle"
         self._event_handlers: dict[type, Callable[[Any], None]] = {
             Press: self._handle_press,
@@ -245,6 +268,7 @@ class Engine:
         }
         self._action_handlers: dict[str, Callable[[Action], None]] = {
             "start": self._on_start,
+            "rehearse": self._on_rehearse,
             "stop": self._on_stop,
             "next": self._on_next,
             "skip": self._on_skip,
@@ -311,6 +335,7 @@ class Engine:
             "session_elapsed_s": None if self.session_start is None else round(now - self.session_start, 1),
             "volume": round(self.volume, 2),
             "listening_active": self.listening,
+            "rehearsal": self.rehearsal,
             "playing": self.playing,
         }
 
@@ -322,10 +347,12 @@ class Engine:
         active = (self._pause_started if self._pause_started is not None else now) - self._paused_total
         state, step, paused = self._underlying_state, self.step, self._pause_started is not None
         if state == State.IN_ROUND and self._turn is not None and isinstance(step, RoundStep):
+            limit = REHEARSAL_TURN_S if self._round_phase == RoundPhase.SIMULATED else step.turns.max_s
             return {"kind": "turn", "turn": self._turn.n, "warn_s": step.turns.warn_s, "paused": paused,
-                    **_clock(active - self._turn.start, step.turns.max_s)}
+                    **_clock(active - self._turn.start, limit)}
         if state == State.TIMER and self._timer_start is not None and isinstance(step, TimerStep):
-            return {"kind": "timer", "paused": paused, **_clock(active - self._timer_start, step.duration_s)}
+            return {"kind": "timer", "paused": paused,
+                    **_clock(active - self._timer_start, self._timer_duration(step))}
         return None
 
     # -- events -------------------------------------------------------------------------------
@@ -348,6 +375,8 @@ class Engine:
             return  # stale: we already moved on
         if not event.sound.startswith("bell:"):
             self._log("prompt_finished", step=self._step_id, prompt=event.sound)
+        if self.rehearsal and self._step_id is not None and event.sound == prompt_id(self._step_id, NOTES):
+            self._notes_heard.add(self._step_id)
         seq.index += 1
         if seq.index < len(seq.sounds):
             self._start_current_sound()
@@ -363,11 +392,15 @@ class Engine:
         turn = self._turn
         self._round_last_activity = self._active
         self._clear_deadlines("advance_silence")  # the room is talking: wait for quiet again
-        if self.state != State.IN_ROUND or turn is None or self._round_phase != RoundPhase.TURN:
+        if self.state != State.IN_ROUND or turn is None or self._round_phase not in (
+                RoundPhase.TURN, RoundPhase.SIMULATED):
             return
         turn.speech_seen = True
         turn.in_speech = True
         self._clear_deadlines("turn_silence", "turn_pause")
+        if self._round_phase == RoundPhase.SIMULATED:  # the trainee speaks: a real turn, timed as one
+            self._round_phase = RoundPhase.TURN
+            self._arm_turn()
 
     def _handle_speech_ended(self, event: SpeechEnded) -> None:
         # the listener reports the end a hangover late; silence counts from the real end
@@ -404,6 +437,14 @@ class Engine:
         else:
             self._log("ignored", action="start", why="a circle is already running")
 
+    def _on_rehearse(self, action: Action) -> None:
+        """Practise the circle: the facilitator's note before each step, simulated turns, short
+        timers, and at the end what was practised. Never counted as a circle held."""
+        if self.state in AT_REST:
+            self._start_session(rehearsal=True)
+        else:
+            self._log("ignored", action="rehearse", why="a circle is already running")
+
     def _on_next(self, action: Action) -> None:
         if self.state in PAUSES:
             self._resume(replay=True)  # carry on where it was: never skips or ends the step
@@ -412,6 +453,9 @@ class Engine:
         elif self.state == State.FINISHED:
             self._play(["msg:finished"])
             self._set_state(State.IDLE)
+        elif self._lead_in is not None:  # what leads into the step: NEXT begins the step now
+            self._stop_audio()
+            self._begin_step()
         elif self.state == State.IN_ROUND and self._round_phase in TURN_PHASES:
             self._end_turn("button")
         elif self.state == State.IN_ROUND:
@@ -438,6 +482,8 @@ class Engine:
             self._play(["msg:ready"])
         elif self.state == State.FINISHED:
             self._play(["msg:finished"])
+        elif self._lead_in is not None:
+            self._play_lead_in(self._lead_in)
         elif self.state == State.IN_ROUND:
             self._clear_deadlines()
             self._round_phase = RoundPhase.PROMPT
@@ -675,24 +721,60 @@ class Engine:
 
     # -- session and steps --------------------------------------------------------------------
 
-    def _start_session(self, first_step: int = 0) -> None:
+    def _start_session(self, first_step: int = 0, rehearsal: bool = False) -> None:
+        """A circle begins; a rehearsal has no course intro and says it is a rehearsal instead."""
         self.session_start = self._now
         self._paused_total = 0.0
         self._clear_deadlines()
         self._cmds.append(SetHelpLed(False))
-        self._log("session_started", script=self.script.script, version=self.script.version,
-                  steps=len(self.script.steps), core_steps=sum(1 for s in self.script.steps if s.core))
+        self.rehearsal = rehearsal
+        self._practised = []
+        self._notes_heard = set()
+        self._log("session_started", **{
+            **({} if rehearsal else self.session_fields), "script": self.script.script,
+            "version": self.script.version, "steps": len(self.script.steps),
+            "core_steps": sum(1 for s in self.script.steps if s.core), "rehearsal": rehearsal,
+        })
+        self._session_intro = ["msg:rehearsal_start"] if rehearsal else list(self.intro)
         self._start_step(first_step)
 
     def _start_step(self, index: int, announce: bool = True) -> None:
+        """Go to step `index`: its lead-in first (see `_lead_in_sounds`) unless `announce` is
+        False (REPEAT says the step itself again, not what led into it)."""
         self._stop_audio()
         self._clear_deadlines()
         self._turn = None
         self._timer_start = None
+        self._lead_in = None
         self.step_index = index
         step = self.step
         if announce:
             self._log("step_started", step=step.id, kind=step.kind, core=step.core)
+            lead_in = self._lead_in_sounds()
+            if lead_in:
+                self._play_lead_in(lead_in)
+                return
+        self._begin_step()
+
+    def _lead_in_sounds(self) -> list[str]:
+        """What is said before the step starts: the circle's intro before its first step, and
+        in rehearsal the step's facilitator note."""
+        sounds, self._session_intro = self._session_intro, []
+        step = self.step
+        if self.rehearsal and step.notes:
+            sounds.append(prompt_id(step.id, NOTES))
+        return sounds
+
+    def _play_lead_in(self, sounds: list[str]) -> None:
+        """Say the lead-in, then begin the step (NEXT begins it at once; REPEAT says it again)."""
+        self._lead_in = sounds
+        self._set_state(State.SPEAKING)
+        self._play(sounds, self._begin_step)
+
+    def _begin_step(self) -> None:
+        """The step's own content: its instruction, round, timer or bell."""
+        self._lead_in = None
+        step = self.step
         if isinstance(step, SayStep | ExerciseStep):
             self._set_state(State.SPEAKING)
             self._play([prompt_id(step.id)], self._after_step_prompt)
@@ -709,13 +791,18 @@ class Engine:
             self._timer_start = self._active
             if step.say:
                 self._play([prompt_id(step.id)])
-            if step.warn_before_s:
-                self._set_deadline("timer_warn", step.duration_s - step.warn_before_s,
-                                   lambda: self._play([f"bell:{step.warn_bell}"]))
-            self._set_deadline("timer_end", step.duration_s, self._timer_done)
+            duration = self._timer_duration(step)
+            if step.warn_before_s:  # as far into a shortened timer as into the real one
+                warn_at = (step.duration_s - step.warn_before_s) * duration / step.duration_s
+                self._set_deadline("timer_warn", warn_at, lambda: self._play([f"bell:{step.warn_bell}"]))
+            self._set_deadline("timer_end", duration, self._timer_done)
         elif isinstance(step, BellStep):
             self._set_state(State.SPEAKING)
             self._play([f"bell:{step.bell}"] * step.count, lambda: self._step_done("done"))
+
+    def _timer_duration(self, step: TimerStep) -> float:
+        """How long a timer step runs: shortened in rehearsal."""
+        return min(step.duration_s, REHEARSAL_TIMER_S) if self.rehearsal else step.duration_s
 
     def _after_step_prompt(self) -> None:
         self._step_done("done")
@@ -754,7 +841,11 @@ class Engine:
         self._clear_deadlines()
         self._stop_audio()
         self._timer_start = None
+        self._lead_in = None
         self._log("step_finished", step=step.id, reason=reason, delivered=delivered)
+        if self.rehearsal and reason != "stopped" and step.id not in self._practised:
+            self._practised.append(step.id)
+            self._log("step_practised", step=step.id, note_heard=step.id in self._notes_heard)
         if not advance:
             return
         if self.step_index + 1 < len(self.script.steps):
@@ -765,27 +856,42 @@ class Engine:
     def _finish_session(self, completed: bool) -> None:
         self._clear_deadlines()
         self._turn = None
+        rehearsed = {"rehearsal": True, "steps_practised": list(self._practised),
+                     "notes_heard": len(self._notes_heard)} if self.rehearsal else {}
         self._log("session_finished", completed=completed,
-                  duration_s=round(self._now - self.session_start, 1) if self.session_start is not None else 0.0)
+                  duration_s=round(self._now - self.session_start, 1) if self.session_start is not None else 0.0,
+                  **rehearsed)
         self.step_index = -1
         self._set_state(State.FINISHED)
+        if self.rehearsal:  # what was practised (the titles are in the message), or that it stopped
+            self._play(["msg:rehearsal_done" if completed else "msg:rehearsal_stopped"])
 
     # -- rounds -------------------------------------------------------------------------------
 
     def _after_round_prompt(self) -> None:
         if self._turn is not None:  # REPEAT during a turn: the same person carries on
-            self._round_phase = RoundPhase.TURN
+            self._round_phase = self._turn_phase(self._turn)
             self._turn.start = self._active
             self._arm_turn()
         else:
             self._begin_turn()
 
     def _begin_turn(self) -> None:
-        self._round_phase = RoundPhase.TURN
         n = self._turns_done + 1
         self._turn = _Turn(n=n, start=self._active)
+        self._round_phase = self._turn_phase(self._turn)
         self._log("turn_started", n=n)
         self._arm_turn()
+
+    def _turn_phase(self, turn: _Turn) -> RoundPhase:
+        """A turn in a circle; in rehearsal a simulated one until the trainee speaks."""
+        return RoundPhase.SIMULATED if self.rehearsal and not turn.speech_seen else RoundPhase.TURN
+
+    def _turns_limit(self, step: RoundStep) -> int | None:
+        """After how many turns the round ends by itself: its count; in rehearsal a few at most."""
+        if self.rehearsal:
+            return min(step.turns.count or REHEARSAL_TURNS, REHEARSAL_TURNS)
+        return step.turns.count
 
     def _arm_turn(self) -> None:
         """Deadlines for the current turn, from the state of its speech."""
@@ -793,7 +899,11 @@ class Engine:
         turn = self._turn
         assert turn is not None
         t = step.turns
-        self._clear_deadlines("turn_silence", "turn_warn", "turn_max", "turn_pause")
+        self._clear_deadlines("turn_silence", "turn_warn", "turn_max", "turn_pause", "turn_simulated")
+        if self._round_phase == RoundPhase.SIMULATED:  # nobody speaks: no limits, it ends on its own
+            self._set_deadline("turn_simulated", max(0.0, turn.start + REHEARSAL_TURN_S - self._active),
+                               lambda: self._end_turn("simulated"))
+            return
         if not turn.warned:
             self._set_deadline("turn_warn", max(0.0, turn.start + t.warn_s - self._active), self._turn_warn)
         if not turn.over_max:
@@ -877,12 +987,13 @@ class Engine:
         turn = self._turn
         if turn is None:
             return
-        self._clear_deadlines("turn_silence", "turn_warn", "turn_max", "turn_pause")
+        self._clear_deadlines("turn_silence", "turn_warn", "turn_max", "turn_pause", "turn_simulated")
         if reason == "button" and self._seq is not None:
             self._stop_audio()
         self._end_turn_record(reason)
         self._set_led(LED_FOR_STATE[State.IN_ROUND])
-        if step.turns.count is not None and self._turns_done >= step.turns.count:
+        limit = self._turns_limit(step)
+        if limit is not None and self._turns_done >= limit:
             self._round_done("count")
             return
         if reason == "pass" and self._active - self._round_last_activity >= step.turns.end_round_on_silence_s:

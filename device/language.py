@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from device.problems import N_, LanguageName, Problem
 from device.script import DEFAULT_MESSAGES, Recording, RoundStep, Script, SpokenBetween
 
 BUILT_IN_LANGUAGE = "en"  # the box's own words (DEFAULT_MESSAGES, device/actions.py) are English
@@ -34,13 +35,16 @@ LANGUAGE_NAMES: dict[str, str] = {
 }
 
 MESSAGE_LABELS: dict[str, str] = {
-    "help": "Help (after HELP is pressed)",
-    "reminder": "Gentle reminder in a long turn",
-    "wrap_up": "Wrap-up at the end of a long turn",
-    "finished": "The circle has ended",
-    "explain": "Explain mode begins",
-    "ready": "The box is ready",
-    "resumed": "Carry on after a pause",
+    "help": N_("Help (after HELP is pressed)"),
+    "reminder": N_("Gentle reminder in a long turn"),
+    "wrap_up": N_("Wrap-up at the end of a long turn"),
+    "finished": N_("The circle has ended"),
+    "explain": N_("Explain mode begins"),
+    "ready": N_("The box is ready"),
+    "resumed": N_("Carry on after a pause"),
+    "rehearsal_start": N_("A rehearsal begins"),
+    "rehearsal_done": N_("The end of a rehearsal ({steps}: the step titles)"),
+    "rehearsal_stopped": N_("A rehearsal stopped early"),
 }
 
 
@@ -51,7 +55,12 @@ def base_language(code: str | None) -> str:
 
 def language_name(code: str | None) -> str:
     """A language code in words: `sw_KE` -> "Swahili"; an unknown code stays as it is."""
-    return LANGUAGE_NAMES.get(base_language(code), code or "an unknown language")
+    return LANGUAGE_NAMES.get(base_language(code), code or N_("an unknown language"))
+
+
+def _named(code: str | None) -> LanguageName:
+    """A language's name for a problem: English here, the reader's words on the page."""
+    return LanguageName(language_name(code), code)
 
 
 def same_language(a: str | None, b: str | None) -> bool:
@@ -78,7 +87,8 @@ class PromptInfo:
     built_in: bool  # a box message the circle does not give (the box's English default)
 
 
-_SUFFIX_WORDS = {"": "", "between": "between turns", "reminder": "gentle reminder", "wrap_up": "wrap-up"}
+_SUFFIX_WORDS = {"": "", "between": "between turns", "reminder": "gentle reminder", "wrap_up": "wrap-up",
+                 "notes": "facilitator note"}
 
 
 def prompt_infos(script: Script) -> Iterator[PromptInfo]:
@@ -95,13 +105,14 @@ def prompt_infos(script: Script) -> Iterator[PromptInfo]:
 
 
 def _step_suffixes(step: object) -> list[str]:
+    notes = ["notes"] if getattr(step, "notes", None) else []  # said before the step (in rehearsal)
     if isinstance(step, RoundStep):
-        out = [""]
+        out = [*notes, ""]
         if isinstance(step.between_turns, SpokenBetween):
             out.append("between")
         out += [s for s in ("reminder", "wrap_up") if getattr(step, s)]
         return out
-    return [""] if getattr(step, "say", None) else []
+    return [*notes, *([""] if getattr(step, "say", None) else [])]
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class PromptProblem:
     """A prompt the box cannot say rightly: which one, where in the editor, and why."""
 
     prompt: PromptInfo
-    problem: str
+    problem: str  # a device.problems.Problem: English here, the reader's language on the page
     missing_recording: bool = False  # a recording is needed (or a voice of the circle's language)
 
     def __str__(self) -> str:
@@ -124,15 +135,16 @@ def check_prompts(script: Script, *, voice_language: str | None = None,
     an unknown voice is named elsewhere). `recording_exists(name)`: whether a recording file is
     on the box (None: not checked).
     """
-    circle = language_name(script.language)
+    circle = _named(script.language)
     prompts = script.prompts()
     problems: list[PromptProblem] = []
     for info in prompt_infos(script):
         parts = prompts[info.prompt_id]
         for part in parts:
             if isinstance(part, Recording) and recording_exists is not None and not recording_exists(part.audio):
-                problems.append(PromptProblem(info, f"the recording {part.audio} is not on the box: record it again",
-                                              missing_recording=True))
+                problems.append(PromptProblem(
+                    info, Problem(N_("the recording %(file)s is not on the box: record it again"), file=part.audio),
+                    missing_recording=True))
         if not any(isinstance(p, str) for p in parts):
             continue
         problem = _text_problem(script, info, voice_language, circle)
@@ -141,32 +153,33 @@ def check_prompts(script: Script, *, voice_language: str | None = None,
     return problems
 
 
-def _text_problem(script: Script, info: PromptInfo, voice_language: str | None, circle: str) -> str | None:
+def _text_problem(script: Script, info: PromptInfo, voice_language: str | None,
+                  circle: LanguageName) -> Problem | None:
     """Why this prompt's text cannot be spoken rightly, or None."""
     if script.voice is None:
         if info.built_in:
-            return (f"the box's own words for this are English and this circle has no voice: "
-                    f"write them in {circle} and record them")
-        return "has words but no recording, and this circle has no voice: record it"
+            return Problem(N_("the box's own words for this are English and this circle has no voice: "
+                              "write them in %(circle)s and record them"), circle=circle)
+        return Problem(N_("has words but no recording, and this circle has no voice: record it"))
     if script.allow_other_language:
         return None
     if info.built_in and not same_language(script.language, BUILT_IN_LANGUAGE):
-        return (f"the box's own words for this are English; this circle is in {circle}: "
-                f"write them in {circle}, or record them")
+        return Problem(N_("the box's own words for this are English; this circle is in %(circle)s: "
+                          "write them in %(circle)s, or record them"), circle=circle)
     if voice_language is not None and not same_language(voice_language, script.language):
-        spoken = language_name(voice_language)
-        return (f"{script.voice} speaks {spoken}; this circle is in {circle}: record this, "
-                f"or add a {circle} voice")
+        return Problem(N_("%(voice)s speaks %(spoken)s; this circle is in %(circle)s: record this, "
+                          "or add a %(circle)s voice"), voice=script.voice, spoken=_named(voice_language),
+                       circle=circle)
     return None
 
 
-def voice_note(voice_id: str | None, voice_language: str | None, circle_language: str) -> str | None:
+def voice_note(voice_id: str | None, voice_language: str | None, circle_language: str) -> Problem | None:
     """A sentence for the editor when the chosen voice speaks another language, else None."""
     if not voice_id or voice_language is None or same_language(voice_language, circle_language):
         return None
-    return (f"{voice_id} speaks {language_name(voice_language)}; this circle is in "
-            f"{language_name(circle_language)}: record every prompt (the studio), or add a "
-            f"{language_name(circle_language)} voice")
+    return Problem(N_("%(voice)s speaks %(spoken)s; this circle is in %(circle)s: record every prompt "
+                      "(the studio), or add a %(circle)s voice"), voice=voice_id,
+                   spoken=_named(voice_language), circle=_named(circle_language))
 
 
 __all__ = [

@@ -9,7 +9,7 @@ simulator cannot disagree with the box.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,24 +18,33 @@ from device.box import Box
 from device.config import Config
 
 
-def build_engine(config: Config, script: Any, *, listening: bool, volume: float | None = None) -> eng.Engine:
+def build_engine(config: Config, script: Any, *, listening: bool, volume: float | None = None,
+                 intro: Sequence[str] = (), session_fields: Mapping[str, Any] | None = None) -> eng.Engine:
     """The engine for one circle, with the config's volume settings.
 
     `volume` carries the level a facilitator set with the buttons over to a new circle (kept
-    under the cap); None starts at the configured volume.
+    under the cap); None starts at the configured volume. `intro` and `session_fields` are a
+    course meeting's announcement and what it adds to `session_started` (device.course_play).
     """
     audio = config.audio
     level = audio.volume if volume is None else min(volume, audio.volume_cap)
+    course: dict[str, Any] = {}
+    if intro:
+        course["intro"] = tuple(intro)
+    if session_fields:
+        course["session_fields"] = dict(session_fields)
     return eng.Engine(script, volume=level, volume_cap=audio.volume_cap, volume_step=audio.volume_step,
-                      listening=listening)
+                      listening=listening, **course)
 
 
 def build_box(config: Config, circle: Any, speaker: Any, *, clock: Any, sinks: list[Any],
-              listening: bool) -> Box:
+              listening: bool, intro: Sequence[str] = (),
+              session_fields: Mapping[str, Any] | None = None) -> Box:
     """The box for `circle`: the speaker loaded with its sounds at the configured volume."""
     speaker.load(circle.bank)
     speaker.set_volume(config.audio.volume)
-    engine = build_engine(config, circle.loaded.script, listening=listening)
+    engine = build_engine(config, circle.loaded.script, listening=listening, intro=intro,
+                          session_fields=session_fields)
     return Box(engine, speaker, clock=clock, sinks=sinks, sounds=circle.bank)
 
 

@@ -32,7 +32,6 @@ from device.content import (
     ContentError,
     cache_for,
     load_circle,
-    load_configured_circle,
     rendered_matches,
     resolve_script,
 )
@@ -93,6 +92,7 @@ class Runtime:
         self.leds: Any = None
         self.control: Any = None
         self.usage: UsageStore | None = None
+        self.training: Any = None  # device.training_log.TrainingLog: rehearsals only
         self.circle: Circle | None = None
         self.listener: Any = None
         self.listening_status: dict[str, Any] = {"commands": "off: listening not started"}
@@ -101,6 +101,13 @@ class Runtime:
         self.config_loaded_at: str | None = None
         self._circle_stale = False  # the circle's files changed: look again between circles
         self._circle_running = False  # between session_started and session_finished
+        self.course: Any = None  # device.course_play.CoursePlay: where session.course stands, or None
+        self._course_store: Any = None  # device.course_position.PositionStore (this process writes it)
+        self._course_advance: Any = None  # its sink on the engine's log (device.course_position)
+        self._course_stale = False  # the course moved on: load the next meeting between circles
+        self._meeting_key: tuple | None = None  # (course, version, position) the engine was built for
+        self._intro: tuple[str, ...] = ()  # the meeting's announcement, played before step 1
+        self._session_fields: dict[str, Any] | None = None
         self._snapshot: dict[str, Any] = {"state": "starting"}
         self._signature: tuple = ()
         self._system_signature: tuple = ()
@@ -133,10 +140,13 @@ class Runtime:
             self.health[part] = "ok"
 
     def load_circle(self) -> Circle:
-        """The configured circle, or the last good one if the configured one is broken or unrendered."""
-        name = self.config.session.script
+        """The configured circle (or the course meeting's), or the last good one if it is broken
+        or unrendered."""
+        play = self._course_now()
+        name = play.circle if play is not None else self.config.session.script
+        self._circle_name = name
         try:
-            circle = load_configured_circle(name, self.folder, self.config.audio.system_language)
+            circle = self._load_meeting(play, name)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", str(exc))
             last = self.folder.last_good(Path(name).stem)
@@ -149,6 +159,84 @@ class Runtime:
         atomic_write_text(self.folder.last_good(circle.loaded.script.script), circle.loaded.text)
         self.health["circle"] = "ok"
         return circle
+
+    # -- courses (device.course_play, device.course_position) ------------------------------------
+
+    def _course_now(self) -> Any:
+        """Where the configured course stands (None: no course, or it cannot be used: a fault
+        says why and the configured circle plays)."""
+        from device.course import CourseError, resolve_course
+        from device.course_play import play_for
+        from device.course_position import CourseAdvance, PositionStore
+
+        name = self.config.session.course
+        if not name:
+            self.course = self._course_store = self._course_advance = None
+            self._clear_fault("course")
+            self.health.pop("course", None)
+            return None
+        try:
+            source = resolve_course(name, self.folder)
+        except CourseError as exc:
+            self._fault("course", f"cannot use course '{name}', playing circle {self.config.session.script} "
+                                  f"instead: {exc}")
+            self.course = None
+            return None
+        store = self._course_store
+        if store is None or store.course != source.course:
+            store = PositionStore(source.course, self.folder, wall_now=self.clock.now)
+            self._course_store = store
+            self._course_advance = CourseAdvance(store, on_advance=self._on_course_advance)
+            self._clear_fault("course")
+            if store.fault:
+                self._fault("course", store.fault)
+            if store.note:
+                log.warning("course: %s", store.note)
+        self.course = play_for(source, store.position, store.fault, store.note)
+        self.health.setdefault("course", "ok")
+        return self.course
+
+    def _load_meeting(self, play: Any, name: str) -> Circle:
+        """The circle `name` with the meeting's announcement (a missing one is a fault only)."""
+        from device.course_play import load_meeting
+
+        loaded = load_meeting(play, name, self.folder, self.config.audio.system_language)
+        self._intro, self._session_fields = loaded.intro, loaded.session_fields
+        self._meeting_key = _meeting_key(play)
+        if loaded.fault:
+            self._fault("course", loaded.fault)
+        return loaded.circle
+
+    def _on_course_advance(self, position: int) -> None:
+        """A session of the course was held: the next meeting loads once the circle has ended."""
+        self._course_stale = True
+
+    def _course_sink(self, event: str, fields: dict[str, Any], t: float) -> None:
+        if self._course_advance is not None:
+            self._course_advance.on_log(event, fields, t)
+
+    def _control_course_session(self, request: dict[str, Any]) -> Reply:
+        return self._on_box_thread(lambda: self.choose_meeting(request.get("index")),
+                                   lambda: {"ok": False, "error": "the box is busy; try again"})
+
+    def choose_meeting(self, index: object) -> Reply:
+        """The facilitator chose another meeting of the course (between circles only)."""
+        if self.course is None or self._course_store is None:
+            return {"ok": False, "error": "the box is not running a course (set one on the admin page)"}
+        if not self._between_circles():
+            return {"ok": False, "error": "a circle is running: choose another session after it ends "
+                                          "(or stop it first)"}
+        if isinstance(index, bool) or not isinstance(index, int):
+            return {"ok": False, "error": "index must be the number of a meeting in the course's plan (0 is the first)"}
+        try:
+            self._course_store.choose(index)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        except OSError as exc:
+            return {"ok": False, "error": f"could not save where the course stands: {exc}"}
+        self._course_stale = False
+        self._switch_circle()
+        return {"ok": True, "position": self.course.position, "label": self.course.meeting.label}
 
     def _load_last_good(self, loaded: Any) -> Circle:
         """The last good text's sounds are in the box's cache or in the content release."""
@@ -224,15 +312,21 @@ class Runtime:
 
         self.clock = WallClock(self.folder.clock)
         self.circle = self.load_circle()
-        self._circle_name = self.config.session.script
         self._signature = self._watch_signature()
         self._system_signature = self._system_prompts_signature()
         speaker = self._open_speaker()
         self.usage = UsageStore(self.folder.usage)
         self.tally = SessionTally(self.usage, box=self.config.box.name, wall_now=self.clock.now)
+        from device.training_log import TrainingLog, TrainingTally
+
+        self.training = TrainingLog(self.folder.training_log)
+        self.training_tally = TrainingTally(self.training, box=self.config.box.name, wall_now=self.clock.now)
         # the usage store first: once the journal says a circle ended, a power cut cannot lose it
+        # then the course: once the journal says a session ended, where the course stands is on disk too
         self.box = build_box(self.config, self.circle, speaker, clock=time.monotonic, listening=False,
-                             sinks=[self.tally.on_log, self._journal, self._circle_lock, *self._extra_sinks])
+                             sinks=[self.tally.on_log, self.training_tally.on_log, self._course_sink,
+                                    self._journal, self._circle_lock, *self._extra_sinks],
+                             intro=self._intro, session_fields=self._session_fields)
         self.pump = Pump(self.box)
         self.config_loaded_at = self._wall_iso()
         for fault in self.faults:
@@ -256,7 +350,8 @@ class Runtime:
             self.control = ControlServer(self.folder.control_socket, self.status, self.box.dispatch,
                                          announce=self._announce,
                                          handlers={"reload": self._control_reload,
-                                                   "set_clock": self._control_set_clock}).start()
+                                                   "set_clock": self._control_set_clock,
+                                                   "course_session": self._control_course_session}).start()
         except OSError as exc:
             self._fault("control", f"admin page cannot reach the box: {exc}")
 
@@ -432,6 +527,10 @@ class Runtime:
         countdown = getattr(box.engine, "countdown", None)  # device.engine adds it (the panel's timer)
         snap["countdown"] = countdown(box.clock()) if countdown is not None else None
         snap["pending"] = list(self.pending)
+        from device.course_play import course_status
+
+        store = self._course_store
+        snap["course"] = course_status(self.course, store.current.held_indexes() if store is not None else None)
         snap["config_loaded_at"] = self.config_loaded_at
         snap["restart_needed"] = list(self.restart_needed)
         reading = self.clock.read()  # the panel offers "set the box clock" when it is untrusted or off
@@ -505,10 +604,28 @@ class Runtime:
         name = self._latest.session.script
         from device.language_packs import pack_files
 
-        files = [*self._source.files, self.folder.admin_config,
+        files = [*self._source.files, self.folder.admin_config, *self._course_files(),
                  *circle_files(name, self.circle.loaded.script.script, self.folder),
                  *pack_files(self.folder, self._latest.audio.system_language)]
         return (installed_release(self.folder), file_signature(files))
+
+    def _course_files(self) -> list[Path]:
+        """The course's files (a new copy, an edit, a bundle) and the meeting's circle and
+        announcement: a change is looked at between circles."""
+        name = self._latest.session.course
+        if not name:
+            return []
+        from device.content import manifest_path
+        from device.course import course_candidates
+        from device.course_play import announcement_set
+
+        paths = [self.folder.course(name), self.folder.installed_courses / f"{name}.yaml",
+                 *(path for path, _origin in course_candidates(name, self.folder)),
+                 manifest_path(self.folder.cache, announcement_set(name)),
+                 manifest_path(self.folder.installed_cache, announcement_set(name))]
+        if self.course is not None:
+            paths += circle_files(self._circle_name, self.circle.loaded.script.script, self.folder)
+        return paths
 
     def _system_prompts_signature(self) -> tuple:
         """The box's own prompts: the system sets, and the language pack the latest config
@@ -567,18 +684,26 @@ class Runtime:
 
     def _pending_items(self) -> list[str]:
         items = changes_between_circles(self.config, self._latest)
-        if self._latest.session.script == self._circle_name and self._circle_changed():
+        if self._latest.session.course != self.config.session.course:
+            items.append(f"course {self._latest.session.course or '(none)'}")
+        if self.course is not None and self._latest.session.course == self.config.session.course:
+            if self._circle_changed(self._circle_name):  # the course's meeting, or the course itself
+                items.append(f"course {self.course.course.course}")
+        elif self._latest.session.script == self._circle_name and self._circle_changed():
             items.append(f"circle {self.circle.loaded.script.script} (new version)")
         return items
 
-    def _circle_changed(self) -> bool:
+    def _circle_changed(self, name: str | None = None) -> bool:
         """Is there another version of the circle to load (or new box prompts)? Cheap: the script
-        text only; a broken one is a fault at once, and the running version stays."""
+        text only; a broken one is a fault at once, and the running version stays. A course:
+        any change of its files is looked at again (cheap: it is a short list)."""
         loaded = self.circle.loaded
         if self._system_prompts_signature() != self._system_signature:
             return True
+        if name is not None and self.course is not None:
+            return True
         try:
-            candidate = resolve_script(self._latest.session.script, self.folder)
+            candidate = resolve_script(name or self._latest.session.script, self.folder)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", f"kept version {loaded.script.version}: {exc}")
             self._circle_stale = False
@@ -589,7 +714,7 @@ class Runtime:
         return True
 
     def _has_pending(self) -> bool:
-        return self._latest is not self.config or self._circle_stale
+        return self._latest is not self.config or self._circle_stale or self._course_stale
 
     def _between_circles(self) -> bool:
         engine = self.box.engine
@@ -600,7 +725,9 @@ class Runtime:
         old, new = self.config, self._latest
         self.config = new
         applied = []
-        if (new.session.script != old.session.script or self._circle_stale) and self._switch_circle():
+        course_moved = self._course_stale or new.session.course != old.session.course
+        self._course_stale = False
+        if (new.session.script != old.session.script or self._circle_stale or course_moved) and self._switch_circle():
             applied.append(f"circle {self.circle.loaded.script.script}")
         if changes_between_circles(old, new):
             if new.buttons != old.buttons:
@@ -616,7 +743,7 @@ class Runtime:
                 self._start_listening()
                 applied.append("listening settings")
             if new.box != old.box:
-                self.tally.box = new.box.name
+                self.tally.box = self.training_tally.box = new.box.name
                 applied.append("box name")
         self.pending = []
         self._circle_stale = False
@@ -626,22 +753,29 @@ class Runtime:
         return applied
 
     def _switch_circle(self) -> bool:
-        """Load the configured circle if it is another one or a new version, fully rendered; keep
-        the one that plays if not (a fault says why)."""
-        name = self.config.session.script
+        """Load the configured circle (or the course meeting's) if it is another one, another
+        meeting or a new version, fully rendered; keep the one that plays if not (a fault says why)."""
+        play = self._course_now()
+        name = play.circle if play is not None else self.config.session.script
         loaded = self.circle.loaded
         system = self._system_prompts_signature()
-        same_name = name == self._circle_name
+        same_name = name == self._circle_name and _meeting_key(play) == self._meeting_key
+        had_intro = self._intro
+        # a meeting loaded without its announcement (not rendered yet) looks again: the admin
+        # page renders it in the background after a course is saved
+        announcement_awaited = play is not None and play.meeting is not None and not had_intro
         try:
-            if same_name and system == self._system_signature:
+            if same_name and system == self._system_signature and not announcement_awaited:
                 candidate = resolve_script(name, self.folder)
                 if candidate.text == loaded.text and rendered_matches(candidate, cache_for(candidate, self.folder)):
                     return False  # the same circle still plays: no need to read its sounds again
-            new = load_configured_circle(name, self.folder, self.config.audio.system_language)
+            self._clear_fault("course", keep=lambda text: "announcement" not in text)  # the new meeting's own
+            new = self._load_meeting(play, name)
         except (ScriptError, ContentError) as exc:
             self._fault("circle", f"kept version {loaded.script.version} of {loaded.script.script}: {exc}")
             return False
-        if same_name and new.loaded.text == loaded.text and system == self._system_signature:
+        unchanged = new.loaded.text == loaded.text and system == self._system_signature and self._intro == had_intro
+        if same_name and unchanged:
             return False
         self._system_signature = system
         self.circle = new
@@ -650,10 +784,14 @@ class Runtime:
         self.box.sounds = new.bank
         old_engine = self.box.engine
         self.box.engine = build_engine(self.config, new.loaded.script, listening=old_engine.listening,
-                                       volume=old_engine.volume)
+                                       volume=old_engine.volume, intro=self._intro,
+                                       session_fields=self._session_fields)
         atomic_write_text(self.folder.last_good(new.loaded.script.script), new.loaded.text)
         self._clear_fault("circle")
-        self.box.emit(signals.CIRCLE_LOADED, {"script": new.loaded.script.script, "version": new.loaded.script.version})
+        loaded_fields = {"script": new.loaded.script.script, "version": new.loaded.script.version}
+        if self.course is not None and self.course.meeting is not None:
+            loaded_fields.update(course=self.course.course.course, meeting=self.course.meeting.label)
+        self.box.emit(signals.CIRCLE_LOADED, loaded_fields)
         return True
 
     def maybe_reload(self) -> bool:
@@ -675,6 +813,16 @@ class Runtime:
                 self.box.speaker.close()
         if self.usage is not None:
             self.usage.close()
+        if self.training is not None:
+            self.training.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _meeting_key(play: Any) -> tuple | None:
+    """Which meeting an engine was built for: another one needs a new engine (its announcement
+    and session fields), even when it plays the same circle."""
+    if play is None:
+        return None
+    return (play.course.course, play.course.version, play.position)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from device.actions import ACTIONS
+from device.problems import N_, Problem
 
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 BELLS = ("soft_bell", "bell", "warn_bell", "end_bell", "chime")
@@ -27,6 +28,8 @@ MAX_TEXT = 4000
 MAX_SCRIPT_CHARS = 512 * 1024
 MAX_YAML_NODES = 20_000
 MAX_PROBLEMS = 20  # problems listed; the rest are counted ("and 39,990 more")
+NOTES = "notes"  # prompt id suffix of a step's facilitator note: step:<id>:notes
+STEPS_PLACEHOLDER = "{steps}"  # in a box message: the circle's step titles
 
 
 class ScriptError(ValueError):
@@ -36,6 +39,12 @@ class ScriptError(ValueError):
         self.source = source
         self.problems = list(problems)
         super().__init__(f"{source}: " + "\n  ".join(self.problems))
+
+
+def _must_be_less(smaller: str, small: float, larger: str, large: float) -> Problem:
+    """'warn_s (200) must be less than max_s (120)': field names as written, values as given."""
+    return Problem(N_("%(shorter)s (%(shorter_value)s) must be less than %(longer)s (%(longer_value)s)"),
+                   shorter=smaller, shorter_value=f"{small:g}", longer=larger, longer_value=f"{large:g}")
 
 
 class _Frozen(BaseModel):
@@ -59,16 +68,17 @@ class Recording(_Frozen):
     @classmethod
     def _relative(cls, value: str) -> str:
         if value.startswith("/") or ".." in Path(value).parts:
-            raise ValueError("must be a file name inside the script's recordings folder")
+            raise ValueError(Problem(N_("must be a file name inside the script's recordings folder")))
         return value
 
 
 def _check_text(value: str) -> str:
     value = " ".join(value.split())
     if not value:
-        raise ValueError("is empty")
+        raise ValueError(Problem(N_("is empty")))
     if len(value) > MAX_TEXT:
-        raise ValueError(f"is {len(value)} characters; keep one prompt under {MAX_TEXT}")
+        raise ValueError(Problem(N_("is %(length)s characters; keep one prompt under %(limit)s"),
+                                 length=len(value), limit=MAX_TEXT))
     return value
 
 
@@ -91,14 +101,18 @@ class _StepBase(_Frozen):
     id: str
     core: bool = False
     title: str | None = Field(default=None, max_length=80)
+    # for the facilitator only (why this step, what to watch for): spoken only in rehearsal
+    notes: Parts | None = None
+
+    _notes = field_validator("notes", mode="before")(_normalise_parts)
 
     @field_validator("id")
     @classmethod
     def _id_shape(cls, value: str) -> str:
         if not STEP_ID.match(value):
-            raise ValueError(
-                "use lower-case letters, digits, - and _ (up to 40), starting with a letter or digit"
-            )
+            raise ValueError(Problem(
+                N_("use lower-case letters, digits, - and _ (up to 40), starting with a letter or digit")
+            ))
         return value
 
 
@@ -118,7 +132,7 @@ class SayStep(_StepBase):
     @classmethod
     def _not_empty(cls, value: Parts) -> Parts:
         if not any(not isinstance(p, Pause) for p in value):
-            raise ValueError("needs some text or a recording, not only pauses")
+            raise ValueError(Problem(N_("needs some text or a recording, not only pauses")))
         return value
 
 
@@ -131,7 +145,8 @@ class ExerciseStep(SayStep):
     @classmethod
     def _never_by_listening(cls, value: str) -> str:
         if value != "button":
-            raise ValueError("an exercise has its own silences: listening never moves it on; use then: continue")
+            raise ValueError(Problem(N_(
+                "an exercise has its own silences: listening never moves it on; use then: continue")))
         return value
 
 
@@ -146,12 +161,10 @@ class Turns(_Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> Turns:
         if self.warn_s >= self.max_s:
-            raise ValueError(f"warn_s ({self.warn_s:g}) must be less than max_s ({self.max_s:g})")
+            raise ValueError(_must_be_less("warn_s", self.warn_s, "max_s", self.max_s))
         if self.end_on_silence_s >= self.pass_on_silence_s:
-            raise ValueError(
-                f"end_on_silence_s ({self.end_on_silence_s:g}) must be less than "
-                f"pass_on_silence_s ({self.pass_on_silence_s:g})"
-            )
+            raise ValueError(_must_be_less("end_on_silence_s", self.end_on_silence_s,
+                                           "pass_on_silence_s", self.pass_on_silence_s))
         return self
 
 
@@ -191,10 +204,10 @@ class TimerStep(_StepBase):
     @model_validator(mode="after")
     def _warn_inside(self) -> TimerStep:
         if self.warn_before_s is not None and self.warn_before_s >= self.duration_s:
-            raise ValueError(
-                f"warn_before_s ({self.warn_before_s:g}) must be shorter than duration_s "
-                f"({self.duration_s:g})"
-            )
+            raise ValueError(Problem(
+                N_("%(shorter)s (%(shorter_value)s) must be shorter than %(longer)s (%(longer_value)s)"),
+                shorter="warn_before_s", shorter_value=f"{self.warn_before_s:g}",
+                longer="duration_s", longer_value=f"{self.duration_s:g}"))
         return self
 
 
@@ -219,6 +232,11 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "press and hold the help button again.",
     "ready": "The box is ready. When the group is ready, press next to begin the circle.",
     "resumed": "Let us carry on.",
+    "rehearsal_start": "This is a rehearsal. Nothing is counted as a circle held. "
+    "Before each step you will hear a note for the facilitator.",
+    # {steps}: the circle's step titles, filled in by Script.message
+    "rehearsal_done": "That is the end of the rehearsal. You practised: {steps}.",
+    "rehearsal_stopped": "The rehearsal has stopped. Nothing is counted as a circle held.",
     **{f"action_{name}": text for name, text in ACTIONS.items()},
 }
 
@@ -239,7 +257,7 @@ class Script(_Frozen):
     @classmethod
     def _script_id(cls, value: str) -> str:
         if not STEP_ID.match(value):
-            raise ValueError("use lower-case letters, digits, - and _ (up to 40)")
+            raise ValueError(Problem(N_("use lower-case letters, digits, - and _ (up to 40)")))
         return value
 
     @field_validator("messages", mode="before")
@@ -249,7 +267,8 @@ class Script(_Frozen):
             return value
         unknown = sorted(set(value) - set(DEFAULT_MESSAGES))
         if unknown:
-            raise ValueError(f"unknown message {', '.join(unknown)} (known: {', '.join(DEFAULT_MESSAGES)})")
+            raise ValueError(Problem(N_("unknown message %(names)s (known: %(known)s)"),
+                                     names=", ".join(unknown), known=", ".join(DEFAULT_MESSAGES)))
         return {k: _normalise_parts(v) for k, v in value.items()}
 
     @model_validator(mode="after")
@@ -257,7 +276,8 @@ class Script(_Frozen):
         seen: set[str] = set()
         for step in self.steps:
             if step.id in seen:
-                raise ValueError(f"two steps have the id '{step.id}'; each step needs its own")
+                raise ValueError(Problem(N_("two steps have the id '%(id)s'; each step needs its own"),
+                                         id=step.id))
             seen.add(step.id)
         # Whether each prompt can be spoken in the circle's language (a recording, or a voice
         # of that language) is device.language's rule: it needs the box's voices and files.
@@ -272,9 +292,11 @@ class Script(_Frozen):
         raise KeyError(step_id)
 
     def message(self, name: str) -> Parts:
-        if name in self.messages:
-            return self.messages[name]
-        return (DEFAULT_MESSAGES[name],)
+        """A box message as the box says it: the circle's own words, else the default, with
+        `{steps}` (in rehearsal_done) filled in from the step titles."""
+        parts = self.messages[name] if name in self.messages else (DEFAULT_MESSAGES[name],)
+        steps = ", ".join(step.title or step.id for step in self.steps)
+        return tuple(p.replace(STEPS_PLACEHOLDER, steps) if isinstance(p, str) else p for p in parts)
 
     def prompts(self) -> dict[str, Parts]:
         """Every prompt the box may play for this script, by prompt id."""
@@ -313,6 +335,8 @@ def prompt_id(step_id: str, suffix: str = "") -> str:
 
 
 def _step_prompts(step: Any) -> Iterator[tuple[str, Parts]]:
+    if step.notes:
+        yield NOTES, step.notes
     if isinstance(step, SayStep):
         yield "", step.say
     elif isinstance(step, RoundStep):
@@ -384,36 +408,110 @@ def _describe_error(
     err: dict[str, Any], raw: Any, root: yaml.Node | None, index: _KeyIndex | None = None
 ) -> str:
     loc = list(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = err["msg"] if err["type"] == "union" else _finding(err)
     if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in _STEP_KINDS:
         del loc[2]  # pydantic's discriminator tag, not a field the therapist wrote
     union_tags = ("str", "Pause", "Recording", "SpokenBetween", "constrained-str")
     yaml_loc = [p for p in loc if not (isinstance(p, str) and (
         p in union_tags or p.startswith(("function-", "literal[", "tuple["))))]
     line = _line_of(root, yaml_loc, index)
-    where = ""
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         index = loc[1]
         step_id = None
         steps = raw.get("steps") if isinstance(raw, dict) else None
         if isinstance(steps, list) and index < len(steps) and isinstance(steps[index], dict):
             step_id = steps[index].get("id")
-        field = ".".join(str(p) for p in yaml_loc[2:]) or "(the step)"
-        name = f"'{step_id}'" if step_id else "(no id)"
-        where = f"step {index + 1} {name}, field {field}"
+        field = ".".join(str(p) for p in yaml_loc[2:]) or Problem(N_("(the step)"))
+        name = f"'{step_id}'" if step_id else Problem(N_("(no id)"))
+        place: dict[str, Any] = {"number": index + 1, "step": name, "field": field}
     else:
-        where = "field " + (".".join(str(p) for p in yaml_loc) or "(top level)")
+        place = {"field": ".".join(str(p) for p in yaml_loc) or Problem(N_("(top level)"))}
     if err["type"] == "missing":
-        msg = "is missing"
+        msg = Problem(N_("is missing"))
     elif err["type"] == "extra_forbidden":
-        msg = "is not a known field (check the spelling)"
+        msg = Problem(N_("is not a known field (check the spelling)"))
     elif err["type"] == "union_tag_invalid":
-        msg = f"kind must be one of {', '.join(_STEP_KINDS)}"
-    return f"{where}{f' (line {line})' if line else ''}: {msg}"
+        msg = Problem(N_("kind must be one of %(kinds)s"), kinds=", ".join(_STEP_KINDS))
+    return located(msg, line=line, **place)
 
 
-_PARTS_FIELDS = ("say", "prompt", "reminder", "wrap_up")
-_PARTS_HELP = "must be text, {pause: seconds} (more than 0, at most 120) or {audio: file name}"
+# Where a problem is: "step 2 'share', field turns.max_s (line 14): ..." (the editor finds the
+# field in this English form: local_admin.store.problems_to_fields).
+_PLACES = {
+    (True, True): N_("step %(number)s %(step)s, field %(field)s (line %(line)s): %(message)s"),
+    (True, False): N_("step %(number)s %(step)s, field %(field)s: %(message)s"),
+    (False, True): N_("field %(field)s (line %(line)s): %(message)s"),
+    (False, False): N_("field %(field)s: %(message)s"),
+}
+
+
+def located(message: str, *, field: str, line: int | None = None, number: int | None = None,
+            step: str | None = None) -> Problem:
+    """`message` with its place: step (number and id) or top level, field and line."""
+    place: dict[str, Any] = {"field": field, "message": message}
+    if number is not None:
+        place.update(number=number, step=step)
+    if line:
+        place["line"] = line
+    return Problem(_PLACES[(number is not None, bool(line))], **place)
+
+
+# pydantic's own findings, in its English words, marked so the page can translate them; a
+# finding whose text differs (another pydantic version) is shown as pydantic says it.
+_PYDANTIC_WORDS: dict[str, tuple[str, ...]] = {
+    "greater_than": (N_("Input should be greater than %(gt)s"),),
+    "greater_than_equal": (N_("Input should be greater than or equal to %(ge)s"),),
+    "less_than": (N_("Input should be less than %(lt)s"),),
+    "less_than_equal": (N_("Input should be less than or equal to %(le)s"),),
+    "int_parsing": (N_("Input should be a valid integer, unable to parse string as an integer"),),
+    "int_type": (N_("Input should be a valid integer"),),
+    "int_from_float": (N_("Input should be a valid integer, got a number with a fractional part"),),
+    "float_parsing": (N_("Input should be a valid number, unable to parse string as a number"),),
+    "float_type": (N_("Input should be a valid number"),),
+    "finite_number": (N_("Input should be a finite number"),),
+    "bool_parsing": (N_("Input should be a valid boolean, unable to interpret input"),),
+    "bool_type": (N_("Input should be a valid boolean"),),
+    "string_type": (N_("Input should be a valid string"),),
+    "dict_type": (N_("Input should be a valid dictionary"),),
+    "tuple_type": (N_("Input should be a valid tuple"),),
+    "string_too_short": (N_("String should have at least %(min_length)s character"),
+                         N_("String should have at least %(min_length)s characters")),
+    "string_too_long": (N_("String should have at most %(max_length)s character"),
+                        N_("String should have at most %(max_length)s characters")),
+    "string_pattern_mismatch": (N_("String should match pattern '%(pattern)s'"),),
+    "too_short": (N_("Tuple should have at least %(min_length)s item after validation, not %(actual_length)s"),
+                  N_("Tuple should have at least %(min_length)s items after validation, not %(actual_length)s")),
+    "too_long": (N_("Tuple should have at most %(max_length)s item after validation, not %(actual_length)s"),
+                 N_("Tuple should have at most %(max_length)s items after validation, not %(actual_length)s")),
+    "literal_error": (N_("Input should be %(expected)s"),),
+}
+
+
+def _finding(err: dict[str, Any]) -> str:
+    """One pydantic finding as a Problem: our validators raise theirs; pydantic's common ones
+    are matched to their marked English; anything else stays pydantic's text."""
+    ctx = err.get("ctx") or {}
+    error = ctx.get("error")
+    if isinstance(error, ValueError) and error.args and isinstance(error.args[0], Problem):
+        return error.args[0]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    fields = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in ctx.items()}
+    expected = fields.get("expected", "")
+    if " or " in expected:  # "'a', 'b' or 'c'"
+        first, last = expected.rsplit(" or ", 1)
+        fields["expected"] = Problem(N_("%(first)s or %(last)s"), first=first, last=last)
+    for template in _PYDANTIC_WORDS.get(err["type"], ()):
+        try:
+            problem = Problem(template, **fields)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if problem == msg:
+            return problem
+    return msg
+
+
+_PARTS_FIELDS = ("say", "prompt", "reminder", "wrap_up", "notes")
+_PARTS_HELP = N_("must be text, {pause: seconds} (more than 0, at most 120) or {audio: file name}")
 
 
 def _union_key(err: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -427,16 +525,16 @@ def _union_key(err: dict[str, Any]) -> tuple[Any, ...] | None:
     return None
 
 
-def _union_message(related: list[dict[str, Any]], key: tuple[Any, ...]) -> str:
+def _union_message(related: list[dict[str, Any]], key: tuple[Any, ...]) -> Problem:
     """One message for a value that matched none of a union's forms (`related`: its errors)."""
     if key[-1] == "between_turns":
-        return "must be soft_bell, bell, chime, none, or {say: text}"
+        return Problem(N_("must be soft_bell, bell, chime, none, or {say: text}"))
     for e in related:
         if e["loc"][-1] == "pause" and e["type"] in ("greater_than", "less_than_equal"):
-            return "pause must be more than 0 and at most 120 seconds"
+            return Problem(N_("pause must be more than 0 and at most 120 seconds"))
         if e["loc"][-1] == "audio" and e["type"] == "value_error":
-            return "audio " + e["msg"].removeprefix("Value error, ")
-    return _PARTS_HELP
+            return Problem(N_("audio %(problem)s"), problem=_finding(e))
+    return Problem(_PARTS_HELP)
 
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
@@ -461,25 +559,24 @@ def _count_nodes(root: yaml.Node | None, limit: int) -> int:
 def compose_circle_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
     """The YAML tree (for line numbers) and its plain value, parsed once, within the bounds."""
     if len(text) > MAX_SCRIPT_CHARS:
-        raise ScriptError(source, [
-            f"is {len(text):,} characters; a circle file may be at most {MAX_SCRIPT_CHARS:,} "
-            "(split a long circle into two)"
-        ])
+        raise ScriptError(source, [Problem(
+            N_("is %(length)s characters; a circle file may be at most %(limit)s (split a long circle into two)"),
+            length=f"{len(text):,}", limit=f"{MAX_SCRIPT_CHARS:,}")])
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
         if _count_nodes(root, MAX_YAML_NODES) > MAX_YAML_NODES:
-            raise ScriptError(source, [
-                f"has more than {MAX_YAML_NODES:,} entries (keys, values and list items); "
-                "a circle has far fewer: check that the file is a circle"
-            ])
+            raise ScriptError(source, [Problem(
+                N_("has more than %(limit)s entries (keys, values and list items); "
+                   "a circle has far fewer: check that the file is a circle"),
+                limit=f"{MAX_YAML_NODES:,}")])
         raw = loader.construct_document(root) if root is not None else None
     finally:
         loader.dispose()
     return root, raw
 
 
-def _problems(exc: ValidationError, raw: Any, root: yaml.Node | None) -> list[str]:
+def _problems(exc: ValidationError, raw: Any, root: yaml.Node | None) -> list[Problem]:
     """pydantic's findings in the therapist's words, each once, at most MAX_PROBLEMS of them
     and a count of the rest; linear in the number of findings."""
     errors = exc.errors()
@@ -491,7 +588,7 @@ def _problems(exc: ValidationError, raw: Any, root: yaml.Node | None) -> list[st
         key = _union_key(err)
         if key is not None:
             by_union.setdefault(key, []).append(err)
-    problems: list[str] = []
+    problems: list[Problem] = []
     seen: set[str] = set()
     more = 0
     index: _KeyIndex = {}
@@ -513,8 +610,19 @@ def _problems(exc: ValidationError, raw: Any, root: yaml.Node | None) -> list[st
         else:
             more += 1
     if more:
-        problems.append(f"and {more:,} more problem{'s' if more > 1 else ''} (fix these first)")
+        problems.append(Problem(N_("and %(count)s more problems (fix these first)") if more > 1
+                                else N_("and %(count)s more problem (fix these first)"), count=f"{more:,}"))
     return problems
+
+
+_NESTED = Problem(N_("nested too deeply"))
+
+
+def _not_yaml(problem: Any, line: int | None) -> Problem:
+    """'not valid YAML (line 3): <the YAML library's own words>'."""
+    if line:
+        return Problem(N_("not valid YAML (line %(line)s): %(problem)s"), line=line, problem=problem)
+    return Problem(N_("not valid YAML: %(problem)s"), problem=problem)
 
 
 def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScript:
@@ -523,15 +631,14 @@ def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScri
         root, raw = compose_circle_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(exc, "problem", exc)
+        problem: Any = getattr(exc, "problem", exc)
         if problem == "exceeded maximum nesting depth":  # libyaml's own limit (1,000 levels)
-            problem = "nested too deeply"
-        raise ScriptError(source, [f"not valid YAML{at}: {problem}"]) from exc
+            problem = _NESTED
+        raise ScriptError(source, [_not_yaml(problem, mark.line + 1 if mark else None)]) from exc
     except RecursionError as exc:  # brackets nested thousands deep: the parser recurses per level
-        raise ScriptError(source, ["not valid YAML: nested too deeply"]) from exc
+        raise ScriptError(source, [_not_yaml(_NESTED, None)]) from exc
     if not isinstance(raw, dict):
-        raise ScriptError(source, ["must be a mapping with script, version, language and steps"])
+        raise ScriptError(source, [Problem(N_("must be a mapping with script, version, language and steps"))])
     steps = raw.get("steps")
     if isinstance(steps, list):  # a step without a kind is a `say` step
         with_kinds = [({"kind": "say", **s} if isinstance(s, dict) and "kind" not in s else s) for s in steps]
@@ -539,7 +646,8 @@ def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScri
     try:
         script = Script.model_validate(raw)
     except RecursionError as exc:  # a self-referencing YAML alias (&a [*a]) or a very deep tree
-        raise ScriptError(source, ["field (top level): nested too deeply (or refers to itself)"]) from exc
+        raise ScriptError(source, [located(Problem(N_("nested too deeply (or refers to itself)")),
+                                           field=Problem(N_("(top level)")))]) from exc
     except ValidationError as exc:
         raise ScriptError(source, _problems(exc, raw, root)) from exc
     return LoadedScript(script=script, path=path, text=text)
@@ -549,9 +657,9 @@ def load_script(path: Path) -> LoadedScript:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ScriptError(str(path), ["is not UTF-8 text"]) from exc
+        raise ScriptError(str(path), [Problem(N_("is not UTF-8 text"))]) from exc
     except OSError as exc:
-        raise ScriptError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+        raise ScriptError(str(path), [Problem(N_("cannot read: %(reason)s"), reason=exc.strerror)]) from exc
     return parse_script(text, str(path), path)
 
 
@@ -570,4 +678,5 @@ def find_script(name: str, data_dir: Path | None) -> Path:
     if found:
         return found[0][0]
     dirs = [*(data.script_dirs() if data else ()), packaged_scripts_dir()]
-    raise ScriptError(name, [f"no such script (looked in {', '.join(str(d) for d in dirs)})"])
+    raise ScriptError(name, [Problem(N_("no such script (looked in %(folders)s)"),
+                                     folders=", ".join(str(d) for d in dirs))])

@@ -26,9 +26,11 @@ SETTINGS_APPLIED: Final = "settings_applied"  # the runtime applied a reloaded c
 SPEECH_STARTED: Final = "speech_started"
 SPEECH_ENDED: Final = "speech_ended"
 COMMAND_HEARD: Final = "command"
+# rehearsal: session_started/session_finished carry `rehearsal: true` (never a circle held)
+STEP_PRACTISED: Final = "step_practised"  # a step walked in a rehearsal; fields: step, note_heard
 
 __all__ = [
     "CIRCLE_LOADED", "COMMAND_HEARD", "FAULT", "HELP", "PAUSED", "REPEAT", "ROUND_STARTED",
     "SESSION_FINISHED", "SESSION_STARTED", "SETTINGS_APPLIED", "SPEECH_ENDED", "SPEECH_STARTED",
-    "STEP_FINISHED", "STEP_STARTED", "TURN_ENDED", "VOLUME",
+    "STEP_FINISHED", "STEP_PRACTISED", "STEP_STARTED", "TURN_ENDED", "VOLUME",
 ]

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from device import signals
 from device.buttons import ButtonMap
 from device.config import Config
 from device.engine import AT_REST
-from device.pump import Pump, build_box
+from device.pump import Pump, build_box, build_engine
 from device.usage import SessionTally, UsageStore
 
 
@@ -118,6 +119,60 @@ class SimResult:
 FRAME_S = 0.03
 
 
+class CourseRun:
+    """A course across sessions in one simulation, moved on exactly as the box moves it: the
+    same position rule (device.course_position) and the same meeting loader (device.course_play).
+    The position is kept in memory from the course's start; the box's own file is not touched."""
+
+    def __init__(self, config: Config, source: Any, data: Path, position: int = 0) -> None:
+        from device.course_position import CourseAdvance, PositionStore
+
+        self.config = config
+        self.source = source
+        self.data = data
+        self.store = PositionStore(source.course, None)
+        self.store.current.position = position
+        self.advance = CourseAdvance(self.store, on_advance=self._moved)
+        self.stale = False
+        self.meetings = 0  # meetings loaded so far
+
+    def _moved(self, position: int) -> None:
+        self.stale = True
+
+    def on_log(self, event: str, fields: dict[str, Any], t: float) -> None:
+        self.advance.on_log(event, fields, t)
+
+    def load(self) -> Any:
+        """The circle of the meeting where the course stands (device.course_play.MeetingCircle)."""
+        from device.course_play import load_meeting, play_for
+
+        play = play_for(self.source, self.store.position)
+        self.stale = False
+        self.meetings += 1
+        return load_meeting(play, play.circle, self.data, self.config.audio.system_language)
+
+    def announce(self, box: Any, meeting: Any) -> None:
+        """One log line per meeting: which circle, which meeting (or that the course is finished)."""
+        play, script = meeting.play, meeting.circle.loaded.script
+        fields = {"script": script.script, "version": script.version, "course": play.course.course,
+                  "meeting": "finished" if play.finished else play.meeting.label}
+        if meeting.fault:
+            fields["fault"] = meeting.fault
+            box.fault(meeting.fault)
+        box.emit(signals.CIRCLE_LOADED, fields)
+
+    def next_meeting(self, box: Any) -> None:
+        """Between circles: load the next meeting's circle into the box (as the runtime does)."""
+        meeting = self.load()
+        circle = meeting.circle
+        box.speaker.load(circle.bank)
+        box.sounds = circle.bank
+        old = box.engine
+        box.engine = build_engine(self.config, circle.loaded.script, listening=old.listening, volume=old.volume,
+                                  intro=meeting.intro, session_fields=meeting.session_fields)
+        self.announce(box, meeting)
+
+
 def run_simulation(
     config: Config,
     circle: Any,
@@ -130,18 +185,32 @@ def run_simulation(
     listener: Any | None = None,
     until: float | None = None,
     extra_sinks: list[Any] | None = None,
+    course: CourseRun | None = None,
+    training: Any | None = None,
 ) -> SimResult:
-    """Run one simulated box until nothing more can happen (or `until`)."""
-    from audio.timeline import TimelineSpeaker
+    """Run one simulated box until nothing more can happen (or `until`).
 
+    With `course`, `circle` is ignored: the box plays the course's meetings one after another,
+    the next one loaded between circles as on the box, and the events go on across them.
+    `training` (a device.training_log.TrainingLog) records rehearsals, as on the box.
+    """
+    from audio.timeline import TimelineSpeaker
+    from device.training_log import TrainingTally
+
+    meeting = course.load() if course is not None else None
+    if meeting is not None:
+        circle = meeting.circle
     clock = VirtualClock()
     speaker = TimelineSpeaker(circle.bank.sample_rate, clock=clock.now)
     tally = SessionTally(usage, box=config.box.name)
-    sinks = [tally.on_log, *(extra_sinks or [])]
+    sinks = [tally.on_log, TrainingTally(training, box=config.box.name).on_log,
+             *([course.on_log] if course is not None else []), *(extra_sinks or [])]
     if log_handle is not None:
         sinks.insert(0, JsonlLog(log_handle))
-    box = build_box(config, circle, speaker, clock=clock.now, sinks=sinks, listening=listener is not None)
-    engine = box.engine
+    box = build_box(config, circle, speaker, clock=clock.now, sinks=sinks, listening=listener is not None,
+                    intro=meeting.intro if meeting else (), session_fields=meeting.session_fields if meeting else None)
+    if course is not None and meeting is not None:
+        course.announce(box, meeting)
     pump = Pump(box)
 
     pending = list(events)
@@ -161,7 +230,7 @@ def run_simulation(
         if until is not None and t > until:
             clock.set(until)
             break
-        if not pending and next_frame_t is None and engine.state in AT_REST and speaker.ends_at() is None:
+        if not pending and next_frame_t is None and box.engine.state in AT_REST and speaker.ends_at() is None:
             break
         clock.set(t)
         while pending and pending[0].t <= clock.now() + 1e-9:
@@ -179,10 +248,12 @@ def run_simulation(
                 pump.hear_frame(listener, frame)
                 next_frame_t += FRAME_S
             pump.turn()
+        if course is not None and course.stale and box.engine.state in AT_REST and box.engine.playing is None:
+            course.next_meeting(box)
     end = clock.now()
     if audio_out is not None:
         speaker.write_wav(audio_out, until=end + 0.5)
-    return SimResult(duration_s=end, state=engine.state, events_used=used)
+    return SimResult(duration_s=end, state=box.engine.state, events_used=used)
 
 
 def _frames(mic: Any) -> Iterator[bytes]:

@@ -14,7 +14,7 @@ import sqlite3
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,11 +47,22 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at);
 """
+# Where a circle stands in a course (device.course): added after the first stores were made, so
+# `UsageStore` adds any that an older store lacks (ALTER TABLE ADD COLUMN keeps every row).
+# Null for a circle played outside a course.
+COURSE_COLUMNS: dict[str, str] = {
+    "course": "TEXT",
+    "course_version": "INTEGER",
+    "course_position": "INTEGER",  # index into the course's plan (0-based)
+    "session_number": "INTEGER",  # 1-based; null for a bus-stop meeting
+    "sessions_total": "INTEGER",
+    "bus_stop": "INTEGER NOT NULL DEFAULT 0",
+}
 COLUMNS = (
     "id", "box", "script", "script_version", "started_at", "ended_at", "duration_s", "completed",
     "steps_planned", "steps_delivered", "core_planned", "core_delivered", "repeats", "pauses",
     "help_count", "attendance", "attendance_estimated", "faults", "clock_trusted", "rounds",
-    "exported_at",
+    "exported_at", *COURSE_COLUMNS,
 )
 WallNow = Callable[[], tuple[datetime, bool]]
 
@@ -80,6 +91,26 @@ class UsageStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a store made by an older version up to date, in one transaction (the runtime and
+        the admin page may open it at the same moment: the second one finds nothing to add)."""
+        if set(COURSE_COLUMNS) <= self._columns():
+            return  # the usual case: no write lock taken just to look
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            have = self._columns()
+            for name, kind in COURSE_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
 
     def close(self) -> None:
         self._db.close()
@@ -138,7 +169,31 @@ def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     out["rounds"] = json.loads(out["rounds"] or "[]")
     out["completed"] = bool(out["completed"])
     out["clock_trusted"] = bool(out["clock_trusted"])
+    out["bus_stop"] = bool(out.get("bus_stop"))
     return out
+
+
+def course_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The course columns from a `session_started` event (device.engine: `course`,
+    `course_version`, `course_position`, `session`, `sessions_total`, `bus_stop`); all empty
+    for a circle played outside a course."""
+    course = fields.get("course")
+    if not course:
+        return {"course": None, "course_version": None, "course_position": None,
+                "session_number": None, "sessions_total": None, "bus_stop": False}
+    bus_stop = bool(fields.get("bus_stop"))
+    return {
+        "course": str(course),
+        "course_version": _whole_or_none(fields.get("course_version")),
+        "course_position": _whole_or_none(fields.get("course_position")),
+        "session_number": None if bus_stop else _whole_or_none(fields.get("session")),
+        "sessions_total": _whole_or_none(fields.get("sessions_total")),
+        "bus_stop": bus_stop,
+    }
+
+
+def _whole_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -154,6 +209,11 @@ class SessionTally:
 
     def on_log(self, event: str, fields: Mapping[str, Any], t: float) -> None:
         if event == signals.SESSION_STARTED:
+            if fields.get("rehearsal"):
+                # practice is not a circle held: nothing is recorded until the next real circle
+                # (device.training_log keeps rehearsals, counts only)
+                self.record = None
+                return
             self._start(fields, t)
             return
         rec = self.record
@@ -200,6 +260,7 @@ class SessionTally:
             "duration_s": 0.0, "completed": False, "steps_planned": fields["steps"],
             "steps_delivered": 0, "core_planned": fields["core_steps"], "core_delivered": 0,
             "repeats": 0, "pauses": 0, "help_count": 0, "faults": 0, "_t0": t,
+            **course_fields(fields),
         }
         self._save()
 
@@ -269,12 +330,173 @@ def report_rows(rows: Iterable[Mapping[str, Any]], min_minutes: float,
     return out
 
 
+def attendance_of(row: Mapping[str, Any]) -> int:
+    """People at a circle: the facilitator's count, else the box's estimate from the turns.
+    The one rule for the page, the course summaries and DHIS2."""
+    if row.get("attendance") is not None:
+        return int(row["attendance"])
+    return int(row.get("attendance_estimated") or 0)
+
+
+# -- courses ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CourseMeeting:
+    """One meeting of a course's plan that was held (its latest record when held again)."""
+
+    position: int | None  # index into the plan; None in a record that did not say
+    number: int | None  # the session number; None for a bus stop
+    bus_stop: bool
+    after: int | None  # a bus stop: the session before it, as far as the records tell
+    times_held: int
+    started_at: str
+    people: int
+    people_counted: bool  # True: the facilitator's count; False: the box's estimate
+    core_planned: int
+    core_delivered: int
+    completed: bool
+
+
+@dataclass(frozen=True)
+class CourseSummary:
+    """Where one course stands, from the usage records alone (the page, the course CSV)."""
+
+    course: str
+    course_version: int | None  # of its latest record
+    sessions_total: int  # sessions planned (bus stops not counted), as its latest record says
+    meetings: tuple[CourseMeeting, ...]  # held, in plan order
+    first_held: str
+    last_held: str
+
+    @property
+    def sessions(self) -> tuple[CourseMeeting, ...]:
+        return tuple(m for m in self.meetings if not m.bus_stop)
+
+    @property
+    def sessions_held(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def bus_stops_passed(self) -> int:
+        return sum(1 for m in self.meetings if m.bus_stop)
+
+    @property
+    def sessions_not_held(self) -> list[int]:
+        held = {m.number for m in self.sessions}
+        return [n for n in range(1, self.sessions_total + 1) if n not in held]
+
+    @property
+    def core_planned(self) -> int:
+        return sum(m.core_planned for m in self.meetings)
+
+    @property
+    def core_delivered(self) -> int:
+        return sum(m.core_delivered for m in self.meetings)
+
+    @property
+    def attendance_trend(self) -> list[tuple[int, int]]:
+        """(session number, people) for each session held, in order."""
+        return [(m.number, m.people) for m in self.sessions if m.number is not None]
+
+
+def course_summaries(rows: Iterable[Mapping[str, Any]]) -> list[CourseSummary]:
+    """Per course: sessions held against planned, core steps per session, attendance across
+    sessions, bus stops passed. Give it `report_rows` (test runs left out, as every total).
+    A session held twice counts once (its latest record shows); the latest course first."""
+    by_course: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row.get("course"):
+            by_course[str(row["course"])].append(row)
+    summaries = []
+    for course, records in by_course.items():
+        records.sort(key=lambda r: str(r.get("started_at") or ""))
+        latest = records[-1]
+        held: dict[tuple[str, int | None], list[Mapping[str, Any]]] = defaultdict(list)
+        for row in records:
+            key = ("bus", row.get("course_position")) if row.get("bus_stop") else ("session", row.get("session_number"))
+            held[key].append(row)
+        meetings = sorted((_meeting(group) for group in held.values()), key=_plan_order)
+        meetings = [_with_after(m, meetings) for m in meetings]
+        summaries.append(CourseSummary(
+            course=course,
+            course_version=latest.get("course_version"),
+            sessions_total=int(latest.get("sessions_total") or 0),
+            meetings=tuple(meetings),
+            first_held=str(records[0].get("started_at") or ""),
+            last_held=str(latest.get("started_at") or ""),
+        ))
+    summaries.sort(key=lambda c: c.last_held, reverse=True)
+    return summaries
+
+
+def _meeting(group: list[Mapping[str, Any]]) -> CourseMeeting:
+    row = group[-1]  # the latest time this meeting was held
+    return CourseMeeting(
+        position=row.get("course_position"),
+        number=row.get("session_number"),
+        bus_stop=bool(row.get("bus_stop")),
+        after=None,
+        times_held=len(group),
+        started_at=str(row.get("started_at") or ""),
+        people=attendance_of(row),
+        people_counted=row.get("attendance") is not None,
+        core_planned=int(row.get("core_planned") or 0),
+        core_delivered=int(row.get("core_delivered") or 0),
+        completed=bool(row.get("completed")),
+    )
+
+
+def _plan_order(meeting: CourseMeeting) -> tuple[int, int]:
+    if meeting.position is not None:
+        return (meeting.position, 0)
+    return (10_000 + (meeting.number or 0), 0)
+
+
+def _with_after(meeting: CourseMeeting, meetings: list[CourseMeeting]) -> CourseMeeting:
+    if not meeting.bus_stop or meeting.position is None:
+        return meeting
+    before = [m.number for m in meetings
+              if m.number is not None and m.position is not None and m.position < meeting.position]
+    return replace(meeting, after=max(before, default=None))
+
+
+COURSE_CSV_FIELDS = (
+    "course", "course_version", "sessions_planned", "sessions_held", "sessions_not_held",
+    "bus_stops_passed", "first_held", "last_held", "core_steps_planned", "core_steps_delivered",
+    "attendance_first", "attendance_latest", "attendance_by_session",
+)
+
+
+def export_course_csv(summaries: Iterable[CourseSummary]) -> str:
+    """One line per course. `attendance_by_session` is "session:people" pairs ("1:12 2:11");
+    `sessions_not_held` the planned session numbers with no record ("4 5")."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COURSE_CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for c in summaries:
+        trend = c.attendance_trend
+        writer.writerow({
+            "course": c.course, "course_version": c.course_version,
+            "sessions_planned": c.sessions_total, "sessions_held": c.sessions_held,
+            "sessions_not_held": " ".join(str(n) for n in c.sessions_not_held),
+            "bus_stops_passed": c.bus_stops_passed, "first_held": c.first_held,
+            "last_held": c.last_held, "core_steps_planned": c.core_planned,
+            "core_steps_delivered": c.core_delivered,
+            "attendance_first": trend[0][1] if trend else "",
+            "attendance_latest": trend[-1][1] if trend else "",
+            "attendance_by_session": " ".join(f"{n}:{people}" for n, people in trend),
+        })
+    return out.getvalue()
+
+
 # -- exports ----------------------------------------------------------------------------------
 
 CSV_FIELDS = (
     "id", "box", "script", "script_version", "started_at", "ended_at", "duration_s", "completed",
     "steps_planned", "steps_delivered", "core_planned", "core_delivered", "repeats", "pauses",
     "help_count", "attendance", "attendance_estimated", "clock_trusted", "turns", "passes", "test",
+    "course", "course_version", "session_number", "sessions_total", "bus_stop",
 )
 
 
@@ -293,20 +515,31 @@ def export_csv(rows: Iterable[Mapping[str, Any]]) -> str:
             "turns": sum(r.get("turns", 0) for r in rounds),
             "passes": sum(r.get("passes", 0) for r in rounds),
             "test": int(bool(row.get("test_reason"))),
+            "bus_stop": int(bool(row.get("bus_stop"))) if row.get("course") else "",
         })
     return out.getvalue()
 
 
-# DHIS2: what each data element code counts, summed over the circles in a period.
+def _course_session(row: Mapping[str, Any]) -> bool:
+    return bool(row.get("course")) and not row.get("bus_stop")
+
+
+# DHIS2: what each data element code counts, summed over the circles in a period. The course
+# measures are counts too (aggregate data is summed per period and org unit): a session number
+# is not a measure (a sum of session numbers means nothing); which course a circle belongs to is
+# its attribute option combo (`dhis2.courses`), so every measure splits by course in DHIS2.
 DHIS2_MEASURES: dict[str, Callable[[Mapping[str, Any]], int]] = {
     "sessions": lambda r: 1,
     "sessions_completed": lambda r: int(bool(r.get("completed"))),
-    "attendance": lambda r: int(r.get("attendance") if r.get("attendance") is not None
-                                else r.get("attendance_estimated") or 0),
+    "attendance": attendance_of,
     "core_steps_planned": lambda r: int(r.get("core_planned") or 0),
     "core_steps_delivered": lambda r: int(r.get("core_delivered") or 0),
     "help_presses": lambda r: int(r.get("help_count") or 0),
     "minutes": lambda r: round((r.get("duration_s") or 0) / 60),
+    "course_sessions": lambda r: int(_course_session(r)),
+    "bus_stops": lambda r: int(bool(r.get("course")) and bool(r.get("bus_stop"))),
+    "courses_finished": lambda r: int(_course_session(r) and r.get("session_number") is not None
+                                      and r.get("session_number") == r.get("sessions_total")),
 }
 
 
@@ -338,20 +571,28 @@ def dhis2_settings(section: Any) -> dict[str, Any]:
     return codes.model_dump()
 
 
+def dhis2_attribute_option_combo(row: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """The attribute option combo of a circle: its course's (`dhis2.courses`), else the default
+    one (`dhis2.attribute_option_combo`), else "" (DHIS2's default)."""
+    courses = settings.get("courses") or {}
+    return courses.get(row.get("course") or "") or settings.get("attribute_option_combo") or ""
+
+
 def dhis2_data_values(rows: Iterable[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    totals: dict[tuple[str, str], int] = defaultdict(int)
+    totals: dict[tuple[str, str, str], int] = defaultdict(int)
     for row in rows:
         period = _period(row["started_at"], settings["period_type"])
+        combo = dhis2_attribute_option_combo(row, settings)
         for measure, code in settings["data_elements"].items():
-            totals[(period, code)] += DHIS2_MEASURES[measure](row)
+            totals[(period, code, combo)] += DHIS2_MEASURES[measure](row)
     values = []
-    for (period, code), value in sorted(totals.items()):
+    for (period, code, combo), value in sorted(totals.items()):
         item: dict[str, Any] = {"dataElement": code, "period": period, "orgUnit": settings["org_unit"],
                                 "value": str(value)}
         if settings.get("category_option_combo"):
             item["categoryOptionCombo"] = settings["category_option_combo"]
-        if settings.get("attribute_option_combo"):
-            item["attributeOptionCombo"] = settings["attribute_option_combo"]
+        if combo:
+            item["attributeOptionCombo"] = combo
         values.append(item)
     return values
 

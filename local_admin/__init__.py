@@ -56,6 +56,7 @@ class AdminState:
     config_lock: threading.Lock = field(default_factory=threading.Lock)
     run_system: Any = _run_system_command
     render_script: Any = None  # audio.render.render_script unless a test gives its own
+    render_course: Any = None  # device.course_play.render_announcements unless a test gives its own
     _voices: tuple[float, Any] | None = None
 
     def voices(self, max_age_s: float = 60.0) -> tuple[list, list[str]]:
@@ -105,7 +106,7 @@ def create_app(
     """The admin app. `control` replaces the runtime's control client, `limiter` the rate
     limiter (tests pass a clock), `render_script` the renderer and `run_system` the runner of
     reboot/poweroff commands (tests record what would run)."""
-    from local_admin import auth, box_messages, circles, panel, settings, studio, system, usage
+    from local_admin import auth, box_messages, circles, courses, panel, settings, studio, system, usage
 
     app = Flask(__name__)
     data_dir = config.data_dir
@@ -169,7 +170,8 @@ def create_app(
         render_script=render_script or _real_render_script,
     )
 
-    for bp in (auth.bp, circles.bp, studio.bp, box_messages.bp, panel.bp, settings.bp, usage.bp, system.bp):
+    for bp in (auth.bp, circles.bp, courses.bp, studio.bp, box_messages.bp, panel.bp, settings.bp, usage.bp,
+               system.bp):
         app.register_blueprint(bp)
 
     @app.after_request

@@ -91,7 +91,8 @@ def setup():
             )
         problem = password_problem(password, confirm)
         if problem:
-            errors["confirm" if "same" in problem else "password"] = problem
+            field, message = problem
+            errors[field] = message
             return render_template("setup.html", form=form, errors=errors), 400
         _start_session(st.passwords.set_password(password))
         flash(_("The admin password is set. Keep it somewhere safe."), "ok")
@@ -159,7 +160,8 @@ def password():
             request.form.get("password", ""), request.form.get("confirm", "")
         )
         if problem:
-            errors["confirm" if "same" in problem else "password"] = problem
+            field, message = problem
+            errors[field] = message
             return render_template("password.html", form={}, errors=errors), 400
         stamp = st.passwords.set_password(request.form["password"])
         _start_session(stamp)  # this browser stays in; every other session ends

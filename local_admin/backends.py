@@ -59,6 +59,17 @@ class Control:
         """
         return self._call(lambda c: c.reload())
 
+    def course_session(self, index: int) -> dict[str, Any]:
+        """Choose the meeting of the course the box plays next (between circles only).
+
+        The reply is {"ok": true, "position": n, "label": ...}; a refusal (a circle is running,
+        no course, no such meeting) raises ValueError with the box's words.
+        """
+        reply = self._call(lambda c: c.course_session(index))
+        if isinstance(reply, dict) and reply.get("ok") is False:
+            raise ValueError(reply.get("error") or "the box refused")
+        return reply
+
     def set_clock(self, epoch: float) -> dict[str, Any]:
         """Set the box's clock to `epoch` (unix seconds, the phone's time).
 
@@ -123,6 +134,9 @@ def dhis2_measures() -> dict[str, str]:
         "core_steps_delivered": "core steps delivered (sum)",
         "help_presses": "HELP presses (sum)",
         "minutes": "minutes of circles (sum)",
+        "course_sessions": "course sessions held (bus stops not counted)",
+        "bus_stops": "bus stops held",
+        "courses_finished": "courses finished (last session held)",
     }
     return {key: labels.get(key, key.replace("_", " ")) for key in DHIS2_MEASURES}
 

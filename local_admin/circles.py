@@ -27,7 +27,7 @@ from device.datafolder import DataFolder
 from device.fsutil import atomic_write_bytes
 from device.script import LoadedScript, ScriptError, parse_script
 from local_admin import backends, state, store
-from local_admin.i18n import carry_language, language_in_words, message_label
+from local_admin.i18n import carry_language, language_in_words, message_label, problem_text
 from local_admin.i18n import gettext as _
 from local_admin.jobs import release_memory
 from local_admin.settings import save_layer
@@ -177,7 +177,7 @@ def import_file():
                 loaded = parse_script(text, upload.filename)
             except ScriptError as exc:
                 errors["file"] = _("this circle has problems; nothing was saved")
-                general = exc.problems
+                general = [problem_text(p) for p in exc.problems]
             else:
                 voice_problem = _voice_problem(loaded.script.voice)
                 if voice_problem:
@@ -247,7 +247,8 @@ def restore(script_id: str):
     try:
         parse_script(text, path.name)
     except ScriptError as exc:
-        flash(_("That version cannot be used any more: %(why)s", why="; ".join(exc.problems)), "error")
+        flash(_("That version cannot be used any more: %(why)s",
+                why="; ".join(problem_text(p) for p in exc.problems)), "error")
         return redirect(url_for("circles.history", script_id=script_id))
     version = store.next_version(st.data_dir, script_id)
     return _start_save(script_id, version, store.with_version(text, version))
@@ -322,8 +323,8 @@ def _editor(
         voice_note=_voice_note(form),
         form=form,
         is_new=is_new,
-        errors=errors or {},
-        general=general or [],
+        errors={field: problem_text(problem) for field, problem in (errors or {}).items()},
+        general=[problem_text(problem) for problem in general or ()],
         kinds=store.KINDS,
         sound_words=store.SOUND_WORDS,
         bells=store.BELLS,
@@ -346,6 +347,7 @@ def msg_label_extra(form: dict) -> dict[str, str]:
         out[f"s{index}_between"] = _("Step %(n)s '%(id)s': between turns", n=number, id=step_id)
         out[f"s{index}_reminder"] = _("Step %(n)s '%(id)s': gentle reminder", n=number, id=step_id)
         out[f"s{index}_wrap_up"] = _("Step %(n)s '%(id)s': wrap-up", n=number, id=step_id)
+        out[f"s{index}_notes"] = _("Step %(n)s '%(id)s': facilitator note", n=number, id=step_id)
     return out
 
 
@@ -354,12 +356,7 @@ def _voice_note(form: dict) -> str | None:
     from device.language import voice_note
 
     voice, circle = form.get("voice"), form.get("language", "")
-    spoken = _voice_language(voice)
-    if voice_note(voice, spoken, circle) is None:
-        return None
-    return _("%(voice)s speaks %(spoken)s; this circle is in %(circle)s: record every prompt (the studio), "
-             "or add a %(circle)s voice", voice=voice, spoken=language_in_words(spoken),
-             circle=language_in_words(circle))
+    return problem_text(voice_note(voice, _voice_language(voice), circle))
 
 
 def _voice_language(voice: str | None) -> str | None:
@@ -609,7 +606,7 @@ def _preview(form: dict, index: int, errors: dict) -> tuple[str | None, str | No
     wrong = [p for p in prompt_problems(loaded.script) if p.prompt.prompt_id == f"step:{step['id']}"]
     if wrong:  # never synthesized in another language, nor without a voice (device.language)
         errors[f"s{index}_text"] = wrong[0].problem
-        return None, wrong[0].problem
+        return None, problem_text(wrong[0].problem)
     from audio.render import RenderError, render_prompt_set
     from audio.voices import VoiceNotFound
 

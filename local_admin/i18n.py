@@ -89,6 +89,7 @@ def init_app(app: Flask) -> Babel:
     app.jinja_env.globals["language_in_words"] = language_in_words
     app.jinja_env.globals["action_words"] = action_words
     app.jinja_env.globals["prompt_label"] = prompt_label
+    app.jinja_env.filters["problem_text"] = problem_text
     return babel
 
 
@@ -170,6 +171,27 @@ def translated(text: str) -> str:
     return gettext(text) if text else text
 
 
+def problem_text(problem: Any) -> Any:
+    """A problem the device side found (a device.problems.Problem: the circle validator,
+    device.language) in the reader's language: its template translated, then its fields filled
+    in, each said the same way (a language's name in the reader's words). Plain text, and
+    None, come back as they are."""
+    from device.problems import LanguageName, Problem
+
+    if isinstance(problem, LanguageName):
+        return language_in_words(problem.code)
+    if not isinstance(problem, Problem):
+        return problem
+    fields = {name: problem_text(value) for name, value in problem.fields.items()}
+    return gettext(problem.template, **fields) if fields else gettext(problem.template)
+
+
+def prompt_problem_text(problem: Any) -> str:
+    """A device.language.PromptProblem in the reader's words: "Step 2 'share': <why>"."""
+    return gettext("%(prompt)s: %(problem)s", prompt=prompt_label(problem.prompt),
+                   problem=problem_text(problem.problem))
+
+
 def plain_fault(fault: Any) -> dict[str, str]:
     """A device.faults.PlainFault as the page shows it, in the reader's language."""
     from device.faults import PART_NAMES
@@ -234,21 +256,15 @@ def prompt_label(info: Any) -> str:
         return gettext("Step %(n)s '%(id)s': gentle reminder", n=number, id=step_id)
     if suffix == "wrap_up":
         return gettext("Step %(n)s '%(id)s': wrap-up", n=number, id=step_id)
+    if suffix == "notes":
+        return gettext("Step %(n)s '%(id)s': facilitator note", n=number, id=step_id)
     return gettext("Step %(n)s '%(id)s'", n=number, id=step_id)
 
 
 # Strings defined in device/ that the page shows; listed so `pybabel extract` finds them.
-# (device/faults.py marks its own with N_.) The page-walk test (tests/test_admin_languages.py)
-# fails when one of them shows untranslated.
+# (device/faults.py, device/script.py and device/language.py mark their own with N_.)
+# The page-walk test (tests/test_admin_languages.py) fails when one of them shows untranslated.
 _FOREIGN = (
-    N_("Help (after HELP is pressed)"),
-    N_("Gentle reminder in a long turn"),
-    N_("Wrap-up at the end of a long turn"),
-    N_("The circle has ended"),
-    N_("Explain mode begins"),
-    N_("The box is ready"),
-    N_("Carry on after a pause"),
-    N_("an unknown language"),
     # device/actions.py ACTIONS: the panel's button tooltips
     N_("Next. Moves on: to the next person in a round, or to the next step."),
     N_("Skip. Ends the whole step now, even in the middle of a round."),
@@ -281,6 +297,8 @@ __all__ = [
     "ngettext",
     "page_languages",
     "plain_fault",
+    "problem_text",
     "prompt_label",
+    "prompt_problem_text",
     "translated",
 ]

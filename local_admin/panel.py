@@ -39,7 +39,10 @@ LABELS = {
     "start": _l("Start"),
     "stop": _l("Stop"),
     "explain": _l("Explain"),
+    "rehearse": _l("Rehearse this circle"),
 }
+REHEARSAL_NOTE = _l("A rehearsal is practice for the facilitator: it is never counted as a circle held, "
+                    "and the course does not move on.")
 STATE_WORDS = {
     "idle": _l("Ready, not started"),
     "speaking": _l("Speaking"),
@@ -265,6 +268,44 @@ def status_view(status: dict | None, problem: str | None, extra_health: dict | N
         "parts": parts_view(status, extra_health),
         "faults": faults,
         "problems": [plain_fault(explain_fault(f)) for f in faults],
+        "course": course_view(status.get("course")),
+        "course_label": (course_view(status.get("course")) or {}).get("label"),
+    }
+
+
+def course_view(block: dict | None) -> dict | None:
+    """The runtime's "course" status block as the panel shows it: where the course stands in
+    the reader's words ("Session 3 of 16: <circle title>"), and the meetings to choose from."""
+    if not isinstance(block, dict):
+        return None
+    from local_admin import course_store, store
+
+    plan = course_store.plan_from_status(block)
+    titles: dict[str, str] = {}
+
+    def title(circle: str) -> str:
+        if circle not in titles:
+            steps_source = store.resolve(state().data_dir, circle)
+            titles[circle] = (steps_source.loaded.script.title or circle) if steps_source else circle
+        return titles[circle]
+
+    position = block.get("position") if isinstance(block.get("position"), int) else 0
+    finished = bool(block.get("finished"))
+    total = sum(1 for m in plan if not m.bus_stop)
+    now = next((m for m in plan if m.index == position), None)
+    if finished or now is None:
+        label = _("Course finished: all %(total)s sessions held", total=total)
+    else:
+        label = _("%(meeting)s: %(circle)s", meeting=now.label, circle=title(now.circle))
+    return {
+        "id": str(block.get("id", "")),
+        "title": str(block.get("title") or block.get("id") or ""),
+        "label": label,
+        "position": position,
+        "finished": finished,
+        "choices": [{"index": m.index, "text": _("%(meeting)s: %(circle)s", meeting=m.label, circle=title(m.circle))
+                     + (" " + _("(held)") if m.held else ""), "now": m.index == position and not finished}
+                    for m in plan],
     }
 
 
@@ -289,6 +330,8 @@ def panel():
         buttons=[(a, LABELS.get(a, a), translated(ACTIONS[a])) for a in PANEL_BUTTONS],
         stop_question=STOP_QUESTION,
         clock_drift_s=CLOCK_DRIFT_S,
+        rehearse_label=LABELS["rehearse"],
+        rehearsal_note=REHEARSAL_NOTE,
     )
 
 
@@ -352,6 +395,25 @@ def press():
             back_url=url_for("panel.panel"),
         )
     return _send(action)
+
+
+@bp.route("/course-session", methods=["POST"])
+def course_session():
+    """Choose which meeting of the course the box plays next (the runtime's `course_session`
+    control command; it refuses while a circle runs, and the panel says why in plain words)."""
+    raw = request.form.get("index", "").strip()
+    if not raw.isdigit():
+        return _refused(_("Choose a session from the list."), 400)
+    try:
+        reply = state().control.course_session(int(raw))
+    except BoxNotRunning as exc:
+        return _refused(str(exc).capitalize() + ".", 503)
+    except ValueError as exc:  # the box refused: mid-circle, no course, no such meeting
+        return _refused(_("The box did not change the session: %(why)s.", why=str(exc)), 409)
+    status, problem = get_status()
+    view = status_view(status, problem).get("course") or {}
+    flash(_("Next on the box: %(what)s.", what=view.get("label") or reply.get("label", "")), "ok")
+    return redirect(url_for("panel.panel")), 303
 
 
 @bp.route("/volume", methods=["POST"])

@@ -36,6 +36,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
+from local_admin.i18n import gettext
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 200
@@ -209,13 +210,15 @@ def logged_in(session: Mapping, passwords: PasswordStore) -> bool:
     return bool(session.get("admin")) and isinstance(stamp, str) and stamp == passwords.session_stamp()
 
 
-def password_problem(password: str, confirm: str) -> str | None:
+def password_problem(password: str, confirm: str) -> tuple[str, str] | None:
+    """What is wrong with a new password, as (the form field to mark, the reader's words)."""
     if len(password) < MIN_PASSWORD:
-        return f"use at least {MIN_PASSWORD} characters (a few words together are easy to remember)"
+        return "password", gettext(
+            "use at least %(count)s characters (a few words together are easy to remember)", count=MIN_PASSWORD)
     if len(password) > MAX_PASSWORD:
-        return f"use at most {MAX_PASSWORD} characters"
+        return "password", gettext("use at most %(count)s characters", count=MAX_PASSWORD)
     if password != confirm:
-        return "the two passwords are not the same"
+        return "confirm", gettext("the two passwords are not the same")
     return None
 
 
@@ -240,11 +243,9 @@ class Lockout:
 
     def message(self) -> str:
         if self.everyone:
-            return (
-                "Too many wrong tries from phones and computers on this box's network. "
-                f"Wait {self.wait_s} seconds, then try again."
-            )
-        return f"Too many wrong tries. Wait {self.wait_s} seconds, then try again."
+            return gettext("Too many wrong tries from phones and computers on this box's network. "
+                           "Wait %(seconds)s seconds, then try again.", seconds=self.wait_s)
+        return gettext("Too many wrong tries. Wait %(seconds)s seconds, then try again.", seconds=self.wait_s)
 
 
 EVERYONE = "*"  # the key of the hotspot-wide record: all addresses together

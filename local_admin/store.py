@@ -21,6 +21,7 @@ from flask_babel import lazy_gettext as _l
 from device.content import CircleSource, Origin, resolve_circle, script_candidates
 from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
+from device.problems import N_, Problem
 from device.script import (
     DEFAULT_MESSAGES,
     STEP_ID,
@@ -33,6 +34,7 @@ from device.script import (
     packaged_scripts_dir,
     parse_script,
 )
+from local_admin.i18n import gettext, problem_text
 
 KINDS = {
     "say": _l("Speak (then wait for NEXT)"),
@@ -167,6 +169,10 @@ def _ids(data: DataFolder) -> list[str]:
     return list(ids)
 
 
+# Where a circle that plays comes from (device.content.Origin), in the reader's words.
+_ORIGIN_WORDS = {"installed": _l("installed"), "packaged": _l("packaged")}
+
+
 def list_circles(data_dir: Path) -> list[CircleInfo]:
     """One entry per circle: the copy the box would play for its id, with where it comes from."""
     data = DataFolder(data_dir)
@@ -187,8 +193,10 @@ def list_circles(data_dir: Path) -> list[CircleInfo]:
                               origin is Origin.PACKAGED, None, False, origin.value, source.release_version)
             own = data.script(script_id)
             if origin is not Origin.BOX and own.exists():
-                info.shadowed = (f"The box's own copy ({own.name}) is older: the {origin.value} "
-                                 f"version {source.version} plays. Copy it to edit.")
+                info.shadowed = gettext("The box's own copy (%(file)s) is older: the %(origin)s version "
+                                        "%(version)s plays. Copy it to edit.", file=own.name,
+                                        origin=_ORIGIN_WORDS.get(origin.value, origin.value),
+                                        version=source.version)
         info.draft = data.draft(script_id).exists()
         seen[script_id] = info
     drafts = data.drafts
@@ -198,7 +206,7 @@ def list_circles(data_dir: Path) -> list[CircleInfo]:
             steps = raw.get("steps") if isinstance(raw.get("steps"), list) else []
             title = str(raw.get("title") or path.stem)
             seen[path.stem] = CircleInfo(path.stem, title, None, str(raw.get("language", "?")),
-                                         len(steps), False, "not saved yet", True)
+                                         len(steps), False, gettext("not saved yet"), True)
     return sorted(seen.values(), key=lambda c: c.title.lower())
 
 
@@ -232,7 +240,7 @@ def _info(path: Path, script_id: str, packaged: bool) -> CircleInfo:
 def load(data_dir: Path, script_id: str) -> LoadedScript:
     path = find_path(data_dir, script_id)
     if path is None:
-        raise ScriptError(script_id, ["no such circle"])
+        raise ScriptError(script_id, [Problem(N_("no such circle"))])
     return load_script(path)
 
 
@@ -458,6 +466,7 @@ def step_to_form(step: dict[str, Any]) -> dict[str, Any]:
         else "",
         "bell": step.get("bell", "bell"),
         "bells": _fmt(step.get("count", 1)) if kind == "bell" else "1",
+        "notes": parts_to_text(step.get("notes")),  # the facilitator note (spoken only in rehearsal)
     }
     for name, (_label, _default, key) in TURN_FIELDS.items():
         form[name] = _fmt(turns.get(key))
@@ -533,6 +542,8 @@ def form_from_request(values: Any) -> dict[str, Any]:
             "warn_min": get("warn_min").strip(),
             "bell": get("bell", "bell"),
             "bells": get("bells", "1").strip(),
+            # None: the form had no note field (kept from the saved circle), "" clears the note
+            "notes": str(values[f"s{i}_notes"]) if f"s{i}_notes" in values else None,
         }
         for name in TURN_FIELDS:
             step[name] = get(name).strip()
@@ -564,10 +575,10 @@ def _number(errors: dict[str, str], key: str, text: str, *, scale: float = 1.0) 
     try:
         value = float(text.replace(",", "."))
     except ValueError:
-        errors[key] = "enter a number, like 3 or 2.5"
+        errors[key] = gettext("enter a number, like 3 or 2.5")
         return None
     if value != value or value in (float("inf"), float("-inf")):
-        errors[key] = "enter a number, like 3 or 2.5"
+        errors[key] = gettext("enter a number, like 3 or 2.5")
         return None
     value *= scale
     return int(value) if float(value).is_integer() else value
@@ -610,13 +621,12 @@ def form_to_script(
             if kind == "round" and isinstance(old.get("between_turns"), dict):
                 keep["between_turns"] = old["between_turns"]
         if len(f["text"]) > MAX_STEP_TEXT:  # before any pattern reads it
-            errors[f"s{i}_text"] = (
-                f"this text is {len(f['text']):,} characters; a step can say at most "
-                f"{MAX_STEP_TEXT:,}: split it into more steps"
-            )
+            errors[f"s{i}_text"] = gettext(
+                "this text is %(length)s characters; a step can say at most %(limit)s: split it into more steps",
+                length=f"{len(f['text']):,}", limit=f"{MAX_STEP_TEXT:,}")
             f = {**f, "text": f["text"][:MAX_STEP_TEXT]}
         if kind in ("say", "exercise", "round") and not f["text"].strip():
-            errors[f"s{i}_text"] = "write what the box says here, or upload a recording"
+            errors[f"s{i}_text"] = gettext("write what the box says here, or upload a recording")
         if kind in ("say", "exercise"):
             step["say"] = text_to_parts(f["text"])
             step["then"] = f["then"]
@@ -644,7 +654,7 @@ def form_to_script(
                 step["say"] = text_to_parts(f["text"])
             duration = _number(errors, f"s{i}_duration_min", f["duration_min"], scale=60)
             if duration is None and f"s{i}_duration_min" not in errors:
-                errors[f"s{i}_duration_min"] = "enter how many minutes the timer runs"
+                errors[f"s{i}_duration_min"] = gettext("enter how many minutes the timer runs")
             elif duration is not None:
                 step["duration_s"] = duration
             warn = _number(errors, f"s{i}_warn_min", f["warn_min"], scale=60)
@@ -656,6 +666,7 @@ def form_to_script(
             bells = _number(errors, f"s{i}_bells", f["bells"] or "1")
             step["count"] = bells if bells is not None else 1
             step["then"] = f["then"]
+        _put_notes(step, f.get("notes"), old, errors, f"s{i}_notes")
         step.update({k: v for k, v in keep.items() if k not in step})
         steps.append(step)
     data["steps"] = steps
@@ -663,7 +674,8 @@ def form_to_script(
         messages = {}
         for name, text in form["messages"].items():
             if len(text) > MAX_STEP_TEXT:
-                errors[f"msg_{name}"] = f"this text is {len(text):,} characters; at most {MAX_STEP_TEXT:,}"
+                errors[f"msg_{name}"] = gettext("this text is %(length)s characters; at most %(limit)s",
+                                                length=f"{len(text):,}", limit=f"{MAX_STEP_TEXT:,}")
             elif text.strip():
                 messages[name] = text_to_parts(text)
         if messages:
@@ -673,6 +685,22 @@ def form_to_script(
     if form.get("allow_other_language"):
         data["allow_other_language"] = True
     return _with_words(data, words) if words else data
+
+
+def _put_notes(step: dict[str, Any], notes: str | None, old: dict[str, Any], errors: dict[str, str],
+               key: str) -> None:
+    """The step's facilitator note (`notes:`, spoken only in rehearsal) from the form, or kept
+    from the saved step when the form had no note field (`notes` None)."""
+    if notes is None:
+        if old.get("notes"):
+            step["notes"] = old["notes"]
+        return
+    if len(notes) > MAX_STEP_TEXT:
+        errors[key] = str(_l("this note is %(count)s characters; a note can be at most %(most)s",
+                             count=f"{len(notes):,}", most=f"{MAX_STEP_TEXT:,}"))
+        return
+    if notes.strip():
+        step["notes"] = text_to_parts(notes)
 
 
 _PROBLEM = re.compile(r"^step (\d+) [^,]*, field ([^\s(:]+)(?: \(line \d+\))?: (.*)$", re.DOTALL)
@@ -690,11 +718,17 @@ _FIELD_OF = {
     "warn_before_s": "warn_min",
     "bell": "bell",
     "count": "bells",
+    "notes": "notes",
 }
 
 
 def _humanise(msg: str) -> str:
-    """'warn_s (200) must be less than max_s (120)' in the words of the form's labels."""
+    """'warn_s (200) must be less than max_s (120)' in the words of the form's labels (and in
+    the reader's language when `msg` is a device Problem)."""
+    if isinstance(msg, Problem):
+        labelled = {name: f"“{TURN_FIELDS[value][0]}”" if isinstance(value, str) and value in TURN_FIELDS
+                    else value for name, value in msg.fields.items()}
+        return problem_text(Problem(msg.template, **labelled))
     for key, (label, _default, _k) in TURN_FIELDS.items():
         msg = re.sub(rf"\b{key} \(([\d.]+)\)", lambda m, label=label: f"“{label}” ({m[1]})", msg)
     return msg
@@ -703,13 +737,20 @@ def _humanise(msg: str) -> str:
 def problems_to_fields(
     problems: list[str], form: dict[str, Any]
 ) -> tuple[dict[str, str], list[str]]:
-    """Map ScriptError problems to form field names; what has no field stays general."""
+    """Map ScriptError problems to form field names; what has no field stays general. Each comes
+    back in the reader's language (the problems are device.problems.Problem values)."""
+    from device.script import located
+
+    def message(problem: str, english: str) -> Any:
+        """The problem without its place (step, field, line)."""
+        return problem.fields["message"] if isinstance(problem, Problem) and "message" in problem.fields else english
+
     fields: dict[str, str] = {}
     general: list[str] = []
     for problem in problems:
         match = _PROBLEM.match(problem)
         if match:
-            index, where, msg = int(match[1]) - 1, match[2], match[3]
+            index, where, msg = int(match[1]) - 1, match[2], message(problem, match[3])
             parts = where.split(".")
             if parts[0] == "turns":
                 named = [k for k in TURN_FIELDS if re.search(rf"\b{k}\b", msg)]
@@ -726,22 +767,22 @@ def problems_to_fields(
             ):
                 name = "bells"
             elif parts[0] == "(the step)" and "warn_before_s" in msg:
-                name, msg = "warn_min", "the warning bell must come before the end of the timer"
+                name, msg = "warn_min", gettext("the warning bell must come before the end of the timer")
             elif parts[0] == "(the step)" and re.search(r"text|empty|recording", msg):
                 name = "text"
             else:
                 name = _FIELD_OF.get(parts[0], "")
             if name:
-                fields.setdefault(f"s{index}_{name}", msg)
+                fields.setdefault(f"s{index}_{name}", problem_text(msg))
             else:
-                general.append(f"Step {index + 1}: {msg}")
+                general.append(gettext("Step %(n)s: %(problem)s", n=index + 1, problem=problem_text(msg)))
             continue
         match = _TOP.match(problem)
         if match and match[1].startswith("messages.") and match[1].split(".")[1] in DEFAULT_MESSAGES:
-            fields.setdefault(f"msg_{match[1].split('.')[1]}", match[2])
+            fields.setdefault(f"msg_{match[1].split('.')[1]}", problem_text(message(problem, match[2])))
             continue
         if match and match[1] in ("script", "title", "language", "voice"):
-            fields.setdefault(match[1], match[2])
+            fields.setdefault(match[1], problem_text(message(problem, match[2])))
             continue
         if problem.startswith("field steps") and "at least 1 item" in problem and fields:
             continue  # pydantic's echo of a step problem already shown at its field
@@ -749,6 +790,10 @@ def problems_to_fields(
         text = re.sub(r" \(line \d+\)", "", text)
         if text.startswith("voice:"):
             fields.setdefault("voice", text.removeprefix("voice:").strip())
+        elif isinstance(problem, Problem) and "message" in problem.fields:  # said without its line
+            field = problem.fields["field"]
+            general.append(problem_text(problem.fields["message"] if field == "(top level)"
+                                        else located(problem.fields["message"], field=field)))
         else:
-            general.append(text)
+            general.append(problem_text(problem))
     return fields, general

@@ -21,7 +21,7 @@ from device.language import PromptInfo, prompt_infos
 from device.script import DEFAULT_MESSAGES, Recording, Script, ScriptError, parse_script
 from local_admin import state, store
 from local_admin.i18n import gettext as _
-from local_admin.i18n import language_in_words, prompt_label
+from local_admin.i18n import language_in_words, problem_text, prompt_label, prompt_problem_text
 from local_admin.i18n import lazy_gettext as _l
 
 bp = Blueprint("studio", __name__, url_prefix="/circles/<script_id>/studio")
@@ -71,7 +71,7 @@ def rows(script: Script) -> list[PromptRow]:
     """Every prompt in the order the box plays them, with its status."""
     from local_admin.circles import prompt_problems
 
-    problems = {p.prompt.prompt_id: p.problem for p in prompt_problems(script)}
+    problems = {p.prompt.prompt_id: problem_text(p.problem) for p in prompt_problems(script)}
     prompts = script.prompts()
     out = []
     for info in prompt_infos(script):
@@ -94,7 +94,8 @@ def studio(script_id: str):
     try:
         _text, loaded = _working(script_id)
     except ScriptError as exc:
-        flash(_("This circle has problems to fix in the editor first: %(problems)s", problems="; ".join(exc.problems)),
+        flash(_("This circle has problems to fix in the editor first: %(problems)s", problems="; ".join(
+            problem_text(p) for p in exc.problems)),
               "error")
         return redirect(url_for("circles.edit", script_id=script_id))
     script = loaded.script
@@ -197,7 +198,8 @@ def save(script_id: str):
     problems = prompt_problems(loaded.script)
     if problems:
         flash(_("%(count)s prompts are not ready yet: %(which)s", count=len(problems),
-                which="; ".join(str(p) for p in problems[:3]) + (" …" if len(problems) > 3 else "")), "error")
+                which="; ".join(prompt_problem_text(p) for p in problems[:3])
+                + (" …" if len(problems) > 3 else "")), "error")
         return redirect(url_for("studio.studio", script_id=script_id))
     version = store.next_version(state().data_dir, script_id)
     return _start_save(script_id, version, store.with_version(text, version))

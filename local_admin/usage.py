@@ -57,9 +57,9 @@ def _rows(since: str | None, include_tests: bool) -> list[dict]:
 
 def people(row: dict) -> int:
     """The facilitator's count, else the box's estimate from the turns (as DHIS2 counts it)."""
-    if row.get("attendance") is not None:
-        return int(row["attendance"])
-    return int(row.get("attendance_estimated") or 0)
+    from device.usage import attendance_of
+
+    return attendance_of(row)
 
 
 def _week(started: str) -> str | None:
@@ -172,6 +172,147 @@ def charts(rows: list[dict]) -> list[dict]:
     ]
 
 
+# -- courses ------------------------------------------------------------------------------------
+
+ATTENDED, ESTIMATED, PLANNED_SLOT = "#3a8f5c", "#9cc9ab", "#eef1f4"
+BUS_STOP_HELD, BUS_STOP_PLANNED = "#c0601a", "#e3b48f"
+
+
+def meeting_label(meeting, sessions_total: int) -> str:
+    """"Session 3 of 8" / "Bus stop after session 8" in the reader's words."""
+    if meeting.bus_stop:
+        if meeting.after is None:
+            return _("Bus stop")
+        return _("Bus stop after session %(n)s", n=meeting.after)
+    if sessions_total:
+        return _("Session %(n)s of %(total)s", n=meeting.number, total=sessions_total)
+    return _("Session %(n)s", n=meeting.number)
+
+
+def course_chart(summary, planned_stops: tuple[int, ...], table_id: str,
+                 width: int = 380, height: int = 180) -> Markup:
+    """People at each session of a course as inline SVG: one slot per planned session (a pale
+    band; a bar when held, paler when the number is the box's estimate), a line at each bus stop
+    (solid when passed, dashed while planned). The table `table_id` says the same in words."""
+    sessions = summary.sessions
+    slots = max([1, summary.sessions_total, *(m.number or 0 for m in sessions)])
+    top = max([1, *(m.people for m in sessions)])
+    left, bottom, pad, head = 30, 22, 6, 16
+    plot_w, plot_h = width - left - pad, height - bottom - head
+    slot = plot_w / slots
+    title = _("People at each session of %(course)s", course=summary.course)
+    held_words = _("%(held)s of %(total)s sessions held", held=summary.sessions_held,
+                   total=summary.sessions_total)
+    out = [
+        f'<svg class="chart course-chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}. {escape(held_words)}" aria-describedby="{escape(table_id)}" '
+        f'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for frac in (0, 0.5, 1):
+        y = head + plot_h * (1 - frac)
+        out.append(f'<line x1="{left}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccd" />')
+        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="12" text-anchor="end" '
+                   f'fill="#445">{top * frac:g}</text>')
+    by_number = {m.number: m for m in sessions}
+    for n in range(1, slots + 1):
+        x = left + (n - 1) * slot
+        out.append(f'<rect class="planned" x="{x + 1:.1f}" y="{head}" width="{slot - 2:.1f}" '
+                   f'height="{plot_h}" fill="{PLANNED_SLOT}" />')
+        meeting = by_number.get(n)
+        if meeting is not None:
+            h = plot_h * meeting.people / top
+            colour = ATTENDED if meeting.people_counted else ESTIMATED
+            words = ngettext("%(num)d person", "%(num)d people", meeting.people)
+            if not meeting.people_counted:
+                words = _("about %(people)s (the box's estimate)", people=words)
+            out.append(
+                f'<rect class="held" x="{x + 2:.1f}" y="{head + plot_h - h:.1f}" width="{max(1.0, slot - 4):.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{escape(meeting_label(meeting, summary.sessions_total))}: '
+                f"{escape(words)}</title></rect>")
+            if slot >= 14:
+                out.append(f'<text x="{x + slot / 2:.1f}" y="{head + plot_h - h - 3:.1f}" font-size="11" '
+                           f'text-anchor="middle" fill="#223">{meeting.people}</text>')
+        if slots <= 16 or n % 2 == 1:
+            out.append(f'<text x="{x + slot / 2:.1f}" y="{height - 7}" font-size="11" '
+                       f'text-anchor="middle" fill="#445">{n}</text>')
+    passed = {m.after for m in summary.meetings if m.bus_stop and m.after is not None}
+    for after in sorted(a for a in passed | set(planned_stops) if 0 < a <= slots):
+        x = left + after * slot
+        held = after in passed
+        colour = BUS_STOP_HELD if held else BUS_STOP_PLANNED
+        dash = "" if held else ' stroke-dasharray="4 3"'
+        label = _("Bus stop after session %(n)s", n=after)
+        out.append(
+            f'<g class="bus-stop{" passed" if held else ""}"><title>{escape(label)}</title>'
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{head - 4}" y2="{head + plot_h}" stroke="{colour}" '
+            f'stroke-width="3"{dash} />'
+            f'<path d="M{x - 6:.1f},{head - 12} h12 l-6,8 z" fill="{colour}" /></g>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _planned_stops(course_id: str, version: int | None) -> tuple[str | None, tuple[int, ...]]:
+    """The course's title and where its plan puts bus stops, when the box still has the course
+    (device.course) in the version the records were made with; else the records alone say."""
+    from device.course import CourseError, resolve_course
+
+    try:
+        course = resolve_course(course_id, state().data_dir).course
+    except (CourseError, OSError):
+        return None, ()
+    if course.version != version:
+        return course.display_title, ()
+    return course.display_title, tuple(m.after for m in course.plan() if m.bus_stop and m.after is not None)
+
+
+def course_views(rows: list[dict]) -> list[dict]:
+    """What the "Courses" section shows for each course: numbers, two charts and the table."""
+    from device.usage import course_summaries
+
+    views = []
+    for n, summary in enumerate(course_summaries(rows)):
+        title, stops = _planned_stops(summary.course, summary.course_version)
+        table_id = f"course-table-{n}"
+        sessions = summary.sessions
+        views.append({
+            "id": summary.course,
+            "title": title or summary.course,
+            "summary": summary,
+            "table_id": table_id,
+            "chart": course_chart(summary, stops, table_id),
+            "core_chart": bar_chart(
+                _("Core steps delivered in each session of %(course)s", course=summary.course),
+                [str(m.number) for m in sessions],
+                [(_("planned"), [float(m.core_planned) for m in sessions], "#b9c4d0"),
+                 (_("delivered"), [float(m.core_delivered) for m in sessions], "#2d6a8e")],
+            ) if sessions else None,
+            "meetings": [{"label": meeting_label(m, summary.sessions_total), "meeting": m}
+                         for m in summary.meetings],
+            "not_held": ", ".join(str(n) for n in summary.sessions_not_held),
+        })
+    return views
+
+
+# -- the training log ---------------------------------------------------------------------------
+
+
+def _rehearsals() -> list[dict]:
+    """Rehearsals from the training log (device.training_log), newest first."""
+    from device.datafolder import DataFolder
+
+    path = DataFolder(state().data_dir).training_log
+    if not path.exists():
+        return []  # no rehearsal yet
+    from device.training_log import TrainingLog
+
+    log = TrainingLog(path)
+    try:
+        return list(log.rehearsals())
+    finally:
+        log.close()
+
+
 @bp.route("/")
 def usage():
     since, problem = _since()
@@ -198,6 +339,8 @@ def usage():
         min_minutes=_min_minutes(),
         dhis2_ready=bool(dhis2.get("org_unit") and dhis2.get("data_elements")),
         test_words=test_words,
+        courses=course_views(counted),
+        rehearsals=_rehearsals()[:50],
     ), (400 if problem else 200)
 
 
@@ -349,3 +492,23 @@ def dhis2_csv():
         return Response(problem or missing, status=400, mimetype="text/plain")
     rows = _rows(since, _include_tests())
     return _download(backends.dhis2_csv(rows, settings), "text/csv; charset=utf-8", "dhis2")
+
+
+@bp.route("/courses.csv")
+def export_courses_csv():
+    """One line per course: sessions held against planned, bus stops, core steps, attendance."""
+    from device.usage import course_summaries, export_course_csv
+
+    since, problem = _since()
+    if problem:
+        return Response(problem, status=400, mimetype="text/plain")
+    rows = _rows(since, _include_tests())
+    return _download(export_course_csv(course_summaries(rows)), "text/csv; charset=utf-8", "courses")
+
+
+@bp.route("/training.csv")
+def export_training_csv():
+    """The training log for the trainer: which circles and steps were practised, and when."""
+    from device.training_log import export_training_csv as training_csv
+
+    return _download(training_csv(_rehearsals()), "text/csv; charset=utf-8", "training")

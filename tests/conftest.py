@@ -68,3 +68,7 @@ def make_config(data: Path, **sections):
     for key, value in sections.items():
         overrides.setdefault(key, {}).update(value)
     return load_config(etc_path=None, environ={}, overrides=overrides)
+
+
+# the tiny rendered course of the course tests (tests/course_fixtures.py)
+from course_fixtures import course_data, rendered_course  # noqa: E402, F401

@@ -18,12 +18,23 @@ import pytest
 from admin_forms import form_values
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-from test_admin_support import FakeBox, login, make_app, make_config, serve_fake_box, set_password, token
+from test_admin_support import (
+    PASSWORD,
+    FakeBox,
+    FakeClock,
+    login,
+    make_app,
+    make_config,
+    serve_fake_box,
+    set_password,
+    token,
+)
 
 from device.script import DEFAULT_MESSAGES
 from device.system_prompts import pack_prompts
 from device.usage import UsageStore
 from local_admin.i18n import language_choices, page_languages
+from local_admin.security import MIN_PASSWORD
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "local_admin" / "translations"
 LANGUAGES = ("fr", "sw")
@@ -103,7 +114,7 @@ def kept_on_purpose(language: str) -> re.Pattern:
     for message in catalog:
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
         for text in strings:
-            if text:
+            if text and re.search(r"[^\W\d_]", re.sub(r"%\(\w+\)[sd]", "", text)):  # not only placeholders
                 text = normal(text.replace("%%", "%"))
                 patterns.append(re.sub(r"%\\\(\w+\\\)[sd]", ".+", re.escape(text)))
     return re.compile("|".join(f"(?:{p})" for p in patterns))
@@ -122,6 +133,12 @@ def user_content(data_dir: Path, circle: str) -> set[str]:
 
     path = store.find_path(data_dir, circle)
     found = strings(store.raw_dict(path.read_text(encoding="utf-8"))) if path else []
+    for other in store.list_circles(data_dir):  # the lists, the panel and the course editor show other circles
+        other_path = store.find_path(data_dir, other.id)
+        found += strings(store.raw_dict(other_path.read_text(encoding="utf-8"))) if other_path else []
+    from device.course import list_courses, resolve_course
+
+    found += [resolve_course(name, data_dir).course.display_title for name in list_courses(data_dir)]
     found += [*DEFAULT_MESSAGES.values(), *(title for _id, title in FakeBox.STEPS)]
     found += ["Room 2", *(name for _code, name in language_choices())]  # the site; each language's own name
     found += [button.name for button in make_config(data_dir).buttons.map]  # names in the box's config
@@ -157,7 +174,7 @@ def add_usage(data_dir: Path) -> None:
 def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str, str], dict, str]:
     """Every page as the browser (Accept-Language) sees it: {name: html}, the live status JSON."""
     data_dir = tmp_path / f"{browser}-{setting}"
-    app = make_app(data_dir, admin={"language": setting})
+    app = make_app(data_dir, admin={"language": setting}, clock=FakeClock())  # lockouts wait for no one
     headers = {"Accept-Language": browser}
     client = app.test_client()
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = browser  # every request, the helpers' too
@@ -187,9 +204,16 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
         circle = re.search(r'/circles/([\w-]+)/edit"', circles)[1]
         editor = get("editor", f"/circles/{circle}/edit")
         get("new circle", "/circles/new")
+        post("editor with problems", f"/circles/{circle}/edit",
+             broken_circle(form_values(editor), token(client, f"/circles/{circle}/edit")), status=400)
+        in_swahili = {**form_values(editor), "csrf_token": token(client, f"/circles/{circle}/edit"),
+                      "language": "sw", "op": "check"}  # the English voice cannot speak it
+        post("editor: circle in another language", f"/circles/{circle}/edit", in_swahili, status=400)
         get("studio", f"/circles/{circle}/studio/")
         get("box messages", "/system/messages/")
         get("versions", f"/circles/{circle}/history")
+        get("courses", "/courses/")
+        get("new course", "/courses/new")
         tok = token(client, "/settings/")
         client.post("/settings/", data={"csrf_token": tok, "section": "box", "box_name": "clinic-north",
                                         "box_site": "Room 2", "volume": "60", "volume_cap": "90"},
@@ -199,6 +223,8 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
         get("usage without tests", "/usage/")
         get("system", "/system/")
         get("password", "/password")
+        post("password too short", "/password", {"csrf_token": token(client, "/password"), "current": PASSWORD,
+                                                 "password": "short", "confirm": "short"}, status=400)
         post("confirm stop", "/panel/press", {"csrf_token": tok, "action": "stop"})
         post("confirm restart", "/system/power", {"csrf_token": tok, "what": "restart"})
         post("confirm delete record", "/usage/s0/delete", {"csrf_token": tok})
@@ -212,6 +238,15 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
         get("job", saved.headers["Location"])
         client.post("/logout", data={"csrf_token": token(client, "/panel/")}, headers=headers)
         get("login", "/login")
+        guesser = app.test_client()  # another phone: its lockout leaves this one free to log in
+        guesser.environ_base.update(HTTP_ACCEPT_LANGUAGE=browser, REMOTE_ADDR="192.0.2.7")
+        for attempt, (name, expected) in enumerate([("wrong password", 401), (None, 401),
+                                                  ("wrong password, must wait", 429), ("locked out", 429)]):
+            response = guesser.post("/login", data={"csrf_token": token(guesser, "/login"),
+                                                    "password": f"not it {attempt}"}, headers=headers)
+            assert response.status_code == expected, (attempt, response.status_code)
+            if name:
+                pages[name] = response.get_data(as_text=True)
         response = client.post("/login", data="x" * 70_000, headers={**headers, "Content-Type": "text/plain"})
         assert response.status_code == 413
         pages["too big"] = response.get_data(as_text=True)
@@ -219,6 +254,13 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
     finally:
         server.close()
     return pages, status, circle
+
+
+def broken_circle(values: dict, csrf: str) -> dict:
+    """The editor's form with mistakes the circle validator names at their fields: a step id it
+    refuses, a round whose gentle reminder comes after its longest turn, a bell rung 0 times."""
+    return {**values, "csrf_token": csrf, "op": "check", "s0_id": "Welcome Step",
+            "s1_kind": "round", "s1_warn_s": "500", "s1_max_s": "100", "s2_kind": "bell", "s2_bells": "0"}
 
 
 def compare(english: dict[str, str], local: dict[str, str], language: str, content: set[str]) -> list[str]:
@@ -273,6 +315,7 @@ def test_every_page_is_in_the_readers_language(english, tmp_path, language, chos
         assert f'<html lang="{language}">' in html, name
     content = user_content(tmp_path / ("en-" + language if chosen_by == "setting" else f"{language}-auto"), circle)
     problems = compare(pages_en, pages, language, content) + status_problems(status_en, status)
+    problems += [f"not shown: {missing}" for missing in problems_missing(pages, language)]
     assert not problems, "untranslated:\n" + "\n".join(problems)
 
 
@@ -282,6 +325,49 @@ def test_english_is_the_default_and_unchanged(english):
     assert "Live panel" in pages["panel"] and "Write a new circle" in pages["circles"]
     assert status["state_text"] == "Speaking"
     assert "2026-01-10 09:00" in pages["usage"]  # dates stay as they were in English
+
+
+# What the walk's problem pages must show, in English and in each language (so the walk checks
+# real problems, not an empty page): the validator's, device.language's, the password's, the lockout's.
+PROBLEMS_SHOWN = {
+    "en": {
+        "editor with problems": ["use lower-case letters, digits, - and _ (up to 40), starting with a letter",
+                                 "“Gentle reminder after (s)” (500) must be less than", "greater than or equal to 1"],
+        "editor: circle in another language": ["en_US-joe-medium speaks English; this circle is in Swahili",
+                                               "the box's own words for this are English; this circle is in Swahili"],
+        "password too short": [f"use at least {MIN_PASSWORD} characters"],
+        "wrong password": ["That password is not right."],
+        "locked out": ["Too many wrong tries. Wait 2 seconds, then try again."],
+    },
+    "fr": {
+        "editor with problems": ["en commençant par une lettre ou un chiffre", "doit être plus petit que",
+                                 "La valeur doit être d'au moins 1"],
+        "editor: circle in another language": ["en_US-joe-medium parle anglais ; ce cercle est en swahili",
+                                               "le boîtier dit ceci en anglais ; ce cercle est en swahili"],
+        "password too short": [f"utilisez au moins {MIN_PASSWORD} caractères"],
+        "locked out": ["Trop d'essais manqués. Attendez 2 secondes, puis réessayez."],
+    },
+    "sw": {
+        "editor with problems": ["ukianza na herufi au tarakimu", "lazima kiwe kidogo kuliko",
+                                 "Thamani lazima iwe angalau 1"],
+        "editor: circle in another language": ["en_US-joe-medium inazungumza Kiingereza; mduara huu ni wa Kiswahili",
+                                               "kifaa husema hili kwa Kiingereza; mduara huu ni wa Kiswahili"],
+        "password too short": [f"tumia angalau herufi {MIN_PASSWORD}"],
+        "locked out": ["Majaribio mengi mno yamekosewa. Subiri sekunde 2, kisha ujaribu tena."],
+    },
+}
+
+
+def problems_missing(pages: dict[str, str], language: str) -> list[str]:
+    from html import unescape
+
+    return [f"{name}: {text!r}" for name, texts in PROBLEMS_SHOWN[language].items() for text in texts
+            if text not in " ".join(unescape(pages[name]).split())]
+
+
+def test_the_walk_shows_each_kind_of_problem(english):
+    pages, _status, _circle = english
+    assert not problems_missing(pages, "en")
 
 
 def test_a_language_with_no_catalogue_falls_back_to_english(tmp_path):

@@ -12,7 +12,7 @@ from takes_audio import tone_wav
 from test_admin_support import FakeRender, make_app, ready_client, token
 
 from device.datafolder import DataFolder
-from device.script import DEFAULT_MESSAGES, Recording, load_script
+from device.script import DEFAULT_MESSAGES, Recording, load_script, parse_script
 
 SPANISH = """script: circulo
 version: 1
@@ -152,7 +152,9 @@ def test_save_is_refused_while_prompts_miss_a_recording(client, data_dir):
     _studio_draft(client)
     page = client.post("/circles/mduara/studio/save", data={"csrf_token": token(client, "/circles/mduara/studio/")},
                        follow_redirects=True).get_data(as_text=True)
-    assert "21 prompts are not ready yet: Step 1 &#39;karibu&#39;: has words but no recording" in page
+    draft = parse_script(DataFolder(data_dir).draft("mduara").read_text(encoding="utf-8"), "draft").script
+    every_prompt = len(draft.prompts())  # none recorded yet: every prompt of the circle waits
+    assert f"{every_prompt} prompts are not ready yet: Step 1 &#39;karibu&#39;: has words but no recording" in page
     assert not DataFolder(data_dir).script("mduara").exists()
 
 

@@ -48,7 +48,7 @@ def test_a_newer_installed_version_wins_and_plays_from_its_release_with_the_box_
     # what the admin page's panel lists is the circle that plays
     assert [s for s, _ in store.active_steps(data.root, "three-step-circle")] == [
         s.id for s in source.loaded.script.steps]
-    assert store.list_circles(data.root)[0].shadowed is not None
+    assert next(c for c in store.list_circles(data.root) if c.id == "three-step-circle").shadowed is not None
 
 
 def test_an_installed_circle_plays_with_the_system_prompts_the_box_rendered(data):

@@ -61,7 +61,7 @@ def _saved(tmp_path, admin_layer: str):
 
 
 def test_maps_of_user_keys_are_found_from_the_model():
-    assert {("dhis2", "data_elements"), ("listening", "commands", "phrases")} == CONFIG_MAPS
+    assert {("dhis2", "data_elements"), ("dhis2", "courses"), ("listening", "commands", "phrases")} == CONFIG_MAPS
 
 
 def test_a_new_data_element_is_welcome_after_the_first_was_saved(tmp_path):

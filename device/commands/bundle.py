@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("src", nargs="?", type=Path, help="directory whose files become the payload")
     b.add_argument("--script", metavar="CIRCLE",
                    help="a circle id or .yaml file, with the prompts `circlebox render CIRCLE` made for it")
+    b.add_argument("--course", metavar="COURSE",
+                   help="a course id or .yaml file, with every circle it names and their rendered prompts "
+                        "(--kind content)")
     b.add_argument("--cache", type=Path,
                    help="the prompt cache it was rendered into (default: where `render` puts it, <data>/cache)")
     b.add_argument("--key", type=Path, required=True, help="private key (.key)")
@@ -155,8 +158,11 @@ def _build(args: argparse.Namespace) -> int:
     from device.update.keys import KeyFileError, load_private_key
     from device.update.manifest import DEFAULT_COMPATIBLE
 
-    if (args.src is None) == (args.script is None):
-        raise UserFacingError("give either a source directory, or --script CIRCLE (an id or a .yaml file)")
+    if sum(x is not None for x in (args.src, args.script, getattr(args, "course", None))) != 1:
+        raise UserFacingError("give either a source directory, or --script CIRCLE, or --course COURSE "
+                              "(an id or a .yaml file)")
+    if getattr(args, "course", None) is not None and args.kind != "content":
+        raise UserFacingError("a course goes in a content bundle: use --kind content with --course")
     import tempfile
 
     try:
@@ -165,7 +171,10 @@ def _build(args: argparse.Namespace) -> int:
     except (KeyFileError, OSError) as exc:
         raise UserFacingError(str(exc)) from exc
     try:
-        files = _files_of_circle(args) if args.script else _files_of_src(args, Path(work.name), files_of_dir)
+        if getattr(args, "course", None) is not None:
+            files = _files_of_course(args)
+        else:
+            files = _files_of_circle(args) if args.script else _files_of_src(args, Path(work.name), files_of_dir)
         manifest = build_bundle(
             args.out,
             files,
@@ -229,6 +238,36 @@ def _files_of_circle(args: argparse.Namespace) -> dict[str, Path]:
     if f"cache/sets/{SYSTEM_SET}.json" not in files:
         print("note: the box's own prompts (setup code, self-test) are not in this cache, so the bundle does not "
               "carry them; a box that has none of its own needs `circlebox render --system-only` first")
+    return files
+
+
+def _files_of_course(args: argparse.Namespace) -> dict[str, Path]:
+    """The course `--course` names (courses/<file>) and every circle it plays, each with the
+    sounds `circlebox render` made for it, found as the box finds them (device.course)."""
+    from device.commands import load_cli_config
+    from device.content import resolve_circle
+    from device.course import CourseError, check_course_circles, resolve_course
+    from device.script import ScriptError
+    from device.update.builder import BuildError, files_of_circle
+
+    data_dir = load_cli_config(args).data_dir
+    try:
+        source = resolve_course(args.course, data_dir)
+    except CourseError as exc:
+        raise BuildError(str(exc)) from exc
+    problems = check_course_circles(source.course, data_dir)
+    if problems:
+        raise BuildError(f"{source.loaded.path}: " + "\n  ".join(problems))
+    assert source.loaded.path is not None
+    files: dict[str, Path] = {f"courses/{source.loaded.path.name}": source.loaded.path}
+    print(f"course: {source.describe()}")
+    for name in sorted(source.course.circles()):
+        try:
+            circle = resolve_circle(name, data_dir)
+        except ScriptError as exc:
+            raise BuildError(str(exc)) from exc
+        files.update(files_of_circle(circle.loaded, args.cache or circle.cache))
+        print(f"circle: {circle.describe()}")
     return files
 
 

@@ -35,6 +35,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="render only the box's own prompts (setup code, self-test, updates), not a script",
     )
+    parser.add_argument(
+        "--course",
+        metavar="ID",
+        help="render a course: each of its circles and what the box says before each meeting "
+        "(\"This is session 3 of 16.\"); the configured session.course is rendered with plain `render`",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -125,7 +131,13 @@ def handle(args: argparse.Namespace) -> int:
         raise UserFacingError("give a SCRIPT or --all, not both")
     if args.system_only and (args.all or args.script):
         raise UserFacingError("--system-only renders no script: give no SCRIPT and no --all")
+    if args.course and (args.all or args.script or args.system_only):
+        raise UserFacingError("--course renders a course and its circles: give no SCRIPT, --all or --system-only")
     if args.system_only:
+        _render_system(config, cache_dir)
+        return 0
+    if args.course:
+        _render_course(config, args.course)
         _render_system(config, cache_dir)
         return 0
     failures: list[str] = []
@@ -169,11 +181,52 @@ def handle(args: argparse.Namespace) -> int:
             f"in {describe_duration(result.elapsed_s)}"
         )
         print(f"manifest: {result.manifest_path}")
+    if not args.script and not args.all and config.session.course:  # the box runs a course: render it too
+        _render_course(config, config.session.course)
     if not args.script:  # the box's own circle(s): the box's own prompts too
         _render_system(config, cache_dir)
     if failures:
         raise UserFacingError(f"{len(failures)} of {len(targets)} scripts could not be rendered")
     return 0
+
+
+def _render_course(config: Any, name: str) -> None:
+    """A course: each circle it plays (as the box finds it), then its announcements."""
+    from audio.render import RenderError, RenderSettings, render_script
+    from audio.voices import VoiceNotFound
+    from device.content import Origin, rendered_matches, resolve_circle
+    from device.course import CourseError, check_course_circles, resolve_course
+    from device.course_play import announcement_set, render_announcements
+    from device.errors import UserFacingError
+    from device.script import ScriptError
+
+    try:
+        course = resolve_course(name, config.data_dir).course
+    except CourseError as exc:
+        raise UserFacingError(str(exc)) from exc
+    problems = check_course_circles(course, config.data_dir)
+    if problems:
+        raise UserFacingError(f"course '{course.course}' cannot be rendered:\n  " + "\n  ".join(problems))
+    settings = RenderSettings(sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs)
+    try:
+        for circle in sorted(course.circles()):
+            source = resolve_circle(circle, config.data_dir)
+            if source.origin is Origin.INSTALLED:
+                if not rendered_matches(source.loaded, source.cache):
+                    raise UserFacingError(f"{source.describe()} does not match the sounds it was installed with")
+                print(f"{circle}: {source.describe()}: rendered with its bundle, nothing to render")
+                continue
+            result = render_script(source.loaded, source.cache, voices_dir=config.voice_dirs, settings=settings,
+                                   progress=_ProgressLine())
+            print(f"{circle}: {len(result.rendered)} rendered, {len(result.reused)} reused")
+        result = render_announcements(course, config, config.data_dir, progress=_ProgressLine())
+    except (ScriptError, VoiceNotFound, RenderError) as exc:
+        raise UserFacingError(f"course '{course.course}': {exc}") from exc
+    if result is None:
+        print(f"{announcement_set(course.course)}: announcements up to date")
+    else:
+        print(f"{announcement_set(course.course)}: {len(result.rendered)} announcements rendered, "
+              f"{len(result.reused)} reused")
 
 
 def _manifest(cache: Path, script_id: str) -> Path:

@@ -11,12 +11,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="run a circle headless in virtual time (for checking scripts)",
                        description="Runs the real engine with the real rendered audio in virtual time, "
                        "as fast as the CPU allows. Renders the script first if needed.")
-    p.add_argument("--script", required=True, help="script file or id")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--script", help="script file or id")
+    which.add_argument("--course", help="course id or file: runs its meetings one after another from its "
+                       "first, the next one chosen as the box chooses it; the events go on across them")
     p.add_argument("--events", required=True, type=Path, help='EVENTS.jsonl: {"t": 12.5, "button": "next"} per line')
     p.add_argument("--log", required=True, type=Path, help="LOG.jsonl to write, one event per line")
     p.add_argument("--audio-out", type=Path, help="WAV of exactly what the speaker would have played")
     p.add_argument("--mic", type=Path, help="room audio WAV that the microphone hears (pacing by listening)")
     p.add_argument("--usage", type=Path, help="usage database to record the session in")
+    p.add_argument("--training-log", type=Path, help="training log database to record rehearsals in")
     p.add_argument("--until", type=float, help="stop after this many seconds of virtual time")
     p.set_defaults(handler=run)
 
@@ -31,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from device.usage import UsageStore
 
     config = load_cli_config(args)
+    if args.course:
+        return _run_course(args, config)
     try:
         source = resolve_circle(args.script, config.data_dir)  # the circle as the box would play it
         events = read_events(args.events, ButtonMap(config.buttons.map))
@@ -48,16 +54,69 @@ def run(args: argparse.Namespace) -> int:
     if args.mic:
         mic, listener = _open_listening(args.mic, config)
     usage = UsageStore(args.usage) if args.usage else None
+    training = _training_log(args)
     if not args.log.parent.exists():
         args.log.parent.mkdir(parents=True)
     with args.log.open("w", encoding="utf-8") as handle:
         result = run_simulation(config, circle, events, log_handle=handle, audio_out=args.audio_out,
-                                usage=usage, mic=mic, listener=listener, until=args.until)
+                                usage=usage, mic=mic, listener=listener, until=args.until, training=training)
     if mic is not None:
         mic.close()
     print(f"simulated {result.duration_s:.1f} s; final state {result.state}; "
           f"{result.events_used} of {len(events)} events used", file=sys.stderr)
     return 0
+
+
+def _run_course(args: argparse.Namespace, config) -> int:
+    """A whole course from one events file (device.simulate.CourseRun)."""
+    from device.buttons import ButtonMap
+    from device.content import ContentError
+    from device.course import CourseError, check_course_circles, resolve_course
+    from device.course_play import ensure_course_rendered
+    from device.errors import UserFacingError
+    from device.script import ScriptError
+    from device.simulate import CourseRun, EventsError, read_events, run_simulation
+    from device.usage import UsageStore
+
+    try:
+        source = resolve_course(args.course, config.data_dir)
+        problems = check_course_circles(source.course, config.data_dir)
+        if problems:
+            raise CourseError(source.describe(), problems)
+        events = read_events(args.events, ButtonMap(config.buttons.map))
+        ensure_course_rendered(source.course, config, config.data_dir, quiet=False)
+        course = CourseRun(config, source, config.data_dir)
+    except (CourseError, ScriptError, EventsError, ContentError) as exc:
+        raise UserFacingError(str(exc)) from exc
+    except LookupError as exc:  # a voice that is not installed
+        raise UserFacingError(str(exc.args[0] if exc.args else exc)) from exc
+    mic = listener = None
+    if args.mic:
+        mic, listener = _open_listening(args.mic, config)
+    usage = UsageStore(args.usage) if args.usage else None
+    if not args.log.parent.exists():
+        args.log.parent.mkdir(parents=True)
+    with args.log.open("w", encoding="utf-8") as handle:
+        try:
+            result = run_simulation(config, None, events, log_handle=handle, audio_out=args.audio_out, usage=usage,
+                                    mic=mic, listener=listener, until=args.until, course=course,
+                                    training=_training_log(args))
+        except (ScriptError, ContentError) as exc:
+            raise UserFacingError(str(exc)) from exc
+    if mic is not None:
+        mic.close()
+    store = course.store
+    where = "finished" if store.finished else source.course.plan()[store.position].label
+    print(f"simulated {result.duration_s:.1f} s of course '{source.course_id}': {course.meetings} meetings "
+          f"loaded, {len(store.current.held)} held, now at: {where}; {result.events_used} of "
+          f"{len(events)} events used", file=sys.stderr)
+    return 0
+
+
+def _training_log(args: argparse.Namespace):  # -> TrainingLog | None
+    from device.training_log import TrainingLog
+
+    return TrainingLog(args.training_log) if args.training_log else None
 
 
 def _open_listening(path: Path, config):  # -> (MicSource, Listener)

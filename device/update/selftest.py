@@ -29,7 +29,7 @@ def _hook_command(release: Path) -> list[str] | None:
 
 
 def self_test(release: Path, manifest: Manifest, box: Box, narr: Narrator) -> str | None:
-    """The release's own hook (hooks/self-test), for content every script must load, and a
+    """The release's own hook (hooks/self-test), for content every script and course must load, and a
     language pack or voice release must be playable (device.update.payload_checks)."""
     from device.update.payload_checks import KIND_CHECKS
 
@@ -44,6 +44,13 @@ def self_test(release: Path, manifest: Manifest, box: Box, narr: Narrator) -> st
             try:
                 load_script(script)
             except ScriptError as exc:
+                return str(exc)[:300]
+        from device.course import CourseError, load_course
+
+        for course in sorted((release / "courses").glob("*.y*ml")):
+            try:
+                load_course(course)
+            except CourseError as exc:
                 return str(exc)[:300]
     command = _hook_command(release)
     return _run_hook(command, release, box, narr) if command else None
