@@ -220,7 +220,7 @@ def test_use_on_the_box_makes_the_announcements_then_writes_the_admin_layer(app,
     assert layer["session"]["course"] == SAMPLE
     assert app.extensions["circlebox"].config.session.course == SAMPLE
     page = text_of(client.get("/courses/").get_data(as_text=True))
-    assert "on the box" in page and "The box plays the course support-group" in page
+    assert "on the box" in page and "The box plays the course “Therapists' support group”" in page
     stopped = client.post("/courses/stop-using", data={"csrf_token": tok})
     assert stopped.status_code == 302
     assert yaml.safe_load((data_dir / "admin-config.yaml").read_text())["session"]["course"] is None

@@ -31,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from device.content import ContentError, Origin, ensure_rendered, load_source, resolve_circle
     from device.errors import UserFacingError
     from device.script import ScriptError
-    from device.simulate import EventsError, read_events, run_simulation
-    from device.usage import UsageStore
+    from device.simulate import EventsError, read_events
 
     config = load_cli_config(args)
     if args.course:
@@ -50,18 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserFacingError(str(exc)) from exc
     except LookupError as exc:  # a voice that is not installed
         raise UserFacingError(str(exc.args[0] if exc.args else exc)) from exc
-    mic = listener = None
-    if args.mic:
-        mic, listener = _open_listening(args.mic, config)
-    usage = UsageStore(args.usage) if args.usage else None
-    training = _training_log(args)
-    if not args.log.parent.exists():
-        args.log.parent.mkdir(parents=True)
-    with args.log.open("w", encoding="utf-8") as handle:
-        result = run_simulation(config, circle, events, log_handle=handle, audio_out=args.audio_out,
-                                usage=usage, mic=mic, listener=listener, until=args.until, training=training)
-    if mic is not None:
-        mic.close()
+    result = _simulate(args, config, circle, events)
     print(f"simulated {result.duration_s:.1f} s; final state {result.state}; "
           f"{result.events_used} of {len(events)} events used", file=sys.stderr)
     return 0
@@ -75,8 +63,7 @@ def _run_course(args: argparse.Namespace, config) -> int:
     from device.course_play import ensure_course_rendered
     from device.errors import UserFacingError
     from device.script import ScriptError
-    from device.simulate import CourseRun, EventsError, read_events, run_simulation
-    from device.usage import UsageStore
+    from device.simulate import CourseRun, EventsError, read_events
 
     try:
         source = resolve_course(args.course, config.data_dir)
@@ -90,21 +77,10 @@ def _run_course(args: argparse.Namespace, config) -> int:
         raise UserFacingError(str(exc)) from exc
     except LookupError as exc:  # a voice that is not installed
         raise UserFacingError(str(exc.args[0] if exc.args else exc)) from exc
-    mic = listener = None
-    if args.mic:
-        mic, listener = _open_listening(args.mic, config)
-    usage = UsageStore(args.usage) if args.usage else None
-    if not args.log.parent.exists():
-        args.log.parent.mkdir(parents=True)
-    with args.log.open("w", encoding="utf-8") as handle:
-        try:
-            result = run_simulation(config, None, events, log_handle=handle, audio_out=args.audio_out, usage=usage,
-                                    mic=mic, listener=listener, until=args.until, course=course,
-                                    training=_training_log(args))
-        except (ScriptError, ContentError) as exc:
-            raise UserFacingError(str(exc)) from exc
-    if mic is not None:
-        mic.close()
+    try:
+        result = _simulate(args, config, None, events, course=course)
+    except (ScriptError, ContentError) as exc:  # a later meeting's circle that cannot be played
+        raise UserFacingError(str(exc)) from exc
     store = course.store
     where = "finished" if store.finished else source.course.plan()[store.position].label
     print(f"simulated {result.duration_s:.1f} s of course '{source.course_id}': {course.meetings} meetings "
@@ -135,3 +111,25 @@ def _open_listening(path: Path, config):  # -> (MicSource, Listener)
     if why_no_commands:
         print(f"spoken commands off: {why_no_commands}", file=sys.stderr)
     return mic, listener
+
+
+def _simulate(args: argparse.Namespace, config, circle, events, **extra):
+    """The run both forms share: the microphone, the usage store, the training log and the log
+    file from the arguments, then `run_simulation`."""
+    from device.simulate import run_simulation
+    from device.usage import UsageStore
+
+    mic = listener = None
+    if args.mic:
+        mic, listener = _open_listening(args.mic, config)
+    usage = UsageStore(args.usage) if args.usage else None
+    if not args.log.parent.exists():
+        args.log.parent.mkdir(parents=True)
+    try:
+        with args.log.open("w", encoding="utf-8") as handle:
+            return run_simulation(config, circle, events, log_handle=handle, audio_out=args.audio_out,
+                                  usage=usage, mic=mic, listener=listener, until=args.until,
+                                  training=_training_log(args), **extra)
+    finally:
+        if mic is not None:
+            mic.close()
