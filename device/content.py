@@ -73,6 +73,26 @@ class Circle:
 
     loaded: LoadedScript
     bank: object  # audio.bank.SoundBank
+    # set when the sounds were rendered by an earlier version of the box (see load_circle):
+    # plain words for the fault line, with the command that brings them up to date
+    stale_note: str | None = None
+
+
+def _rendered_by_earlier_box(loaded: LoadedScript, path: Path) -> bool:
+    """Was this set rendered from exactly this circle text, by a box whose built-in messages
+    differed? A software update that adds a message (the rehearsal ones, say) changes every
+    circle's fingerprint without a word of the circle changing; such a set still plays."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return meta.get("script_sha256") == script_sha256(loaded)
+
+
+def _missing_built_ins(loaded: LoadedScript, missing: Sequence[str]) -> bool:
+    """Are all of `missing` built-in messages the circle does not word itself?"""
+    own = loaded.script.messages
+    return all(p.startswith("msg:") and p.removeprefix("msg:") not in own for p in missing)
 
 
 def load_circle(loaded: LoadedScript, cache: Path, system_caches: Sequence[Path] | None = None, *,
@@ -89,10 +109,13 @@ def load_circle(loaded: LoadedScript, cache: Path, system_caches: Sequence[Path]
             f"'{loaded.script.script}' has not been rendered yet: run `circlebox render {loaded.script.script}` "
             f"(looked for {path})"
         )
+    earlier_box = False
     if not rendered_matches(loaded, cache):
-        raise ContentError(
-            f"'{loaded.script.script}' changed since it was rendered: run `circlebox render {loaded.script.script}`"
-        )
+        earlier_box = _rendered_by_earlier_box(loaded, path)
+        if not earlier_box:
+            raise ContentError(
+                f"'{loaded.script.script}' changed since it was rendered: run `circlebox render {loaded.script.script}`"
+            )
     system = usable_system_manifest(system_caches if system_caches is not None else (cache,), path)
     bank = SoundBank.from_manifest(path, system) if system is not None else SoundBank.from_manifest(path)
     if system_language and data is not None:
@@ -100,8 +123,13 @@ def load_circle(loaded: LoadedScript, cache: Path, system_caches: Sequence[Path]
 
         apply_pack(bank, data, system_language)
     missing = [p for p in loaded.script.prompts() if p not in bank]
-    if missing:
+    if missing and not (earlier_box and _missing_built_ins(loaded, missing)):
         raise ContentError(f"rendered set for '{loaded.script.script}' lacks {', '.join(missing[:5])}")
+    if earlier_box:
+        lacking = f" ({len(missing)} of the box's messages are not in it yet)" if missing else ""
+        return Circle(loaded, bank, stale_note=(
+            f"'{loaded.script.script}' was rendered by an earlier version of the box{lacking}; it plays as "
+            f"rendered: run `circlebox render {loaded.script.script}` (or Save it on the admin page)"))
     return Circle(loaded, bank)
 
 

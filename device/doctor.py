@@ -419,8 +419,12 @@ class Doctor:
             source = self._source()
             circle = load_source(source, self.config.audio.system_language)
             self.circle_bank = circle.bank
-            self.add("circle", PASS, f"{source.describe()} rendered and matching",
-                     origin=source.origin.value, cache=str(source.cache))
+            if circle.stale_note:  # plays, but its sounds are from an earlier version of the box
+                self.add("circle", WARN, f"{source.describe()}: {circle.stale_note}",
+                         origin=source.origin.value, cache=str(source.cache))
+            else:
+                self.add("circle", PASS, f"{source.describe()} rendered and matching",
+                         origin=source.origin.value, cache=str(source.cache))
         except (ScriptError, ContentError, ValueError, OSError) as exc:
             self.add("circle", FAIL, str(exc))
         audio = self.config.audio

@@ -158,7 +158,14 @@ class Runtime:
             return circle
         atomic_write_text(self.folder.last_good(circle.loaded.script.script), circle.loaded.text)
         self.health["circle"] = "ok"
+        self._note_stale(circle)
         return circle
+
+    def _note_stale(self, circle: Circle) -> None:
+        """A circle rendered by an earlier version of the box plays, with a fault line that says
+        how to bring its sounds up to date (device.content.load_circle)."""
+        if circle.stale_note:
+            self._fault("circle", circle.stale_note)
 
     # -- courses (device.course_play, device.course_position) ------------------------------------
 
@@ -788,6 +795,7 @@ class Runtime:
                                        session_fields=self._session_fields)
         atomic_write_text(self.folder.last_good(new.loaded.script.script), new.loaded.text)
         self._clear_fault("circle")
+        self._note_stale(new)
         loaded_fields = {"script": new.loaded.script.script, "version": new.loaded.script.version}
         if self.course is not None and self.course.meeting is not None:
             loaded_fields.update(course=self.course.course.course, meeting=self.course.meeting.label)
