@@ -136,6 +136,7 @@ class BoxRun:
     scene: af.Scene  # the room (truth on the room's clock)
     cpu_s: float  # process time of the pump, engine and listener over the whole run
     listener: Any  # the box's listener after the run (its meter: noise floor, too noisy)
+    room_t0: float = 0.0  # box time (s) where the room's clock starts
 
 
 class BoxRoom:
@@ -161,7 +162,9 @@ class BoxRoom:
         return self._circles[script_id]
 
     def run(self, spec: rs.RoomSpec, maker: af.SpeechMaker | None = None,
-            scene: af.Scene | None = None) -> BoxRun:
+            scene: af.Scene | None = None, make_listener: Any = None) -> BoxRun:
+        """`make_listener(settings)`: a bench's own listener (a probe that records each frame);
+        by default the box's, as `build_listener` makes it."""
         from device.listening import build_listener, listening_settings
         from device.simulate import SimEvent, run_simulation
 
@@ -169,7 +172,9 @@ class BoxRoom:
         circle = self.circle(SPOKEN_CIRCLE if "prompts" in spec.extras else QUIET_CIRCLE)
         mic = RoomMic(scene.audio, rs.room_bed(scene, 2.0), circle.bank, scene.ir)
         c0 = time.process_time()
-        listener, _ = build_listener(listening_settings(self.config.listening))
+        settings = listening_settings(self.config.listening)
+        listener = (make_listener(settings) if make_listener is not None
+                    else build_listener(settings)[0])
         run_simulation(self.config, circle, [SimEvent(START_PRESS_S, "next", "bench")],
                        mic=mic, listener=listener, extra_sinks=[mic],
                        until=START_PRESS_S + 120.0 + scene.duration_s)
@@ -177,4 +182,4 @@ class BoxRoom:
         if mic.room_at is None:
             raise RuntimeError("the box never started a turn: is the circle a sharing round?")
         t0 = mic.room_at / af.SR
-        return BoxRun([t - t0 for t in mic.turn_ends if t >= t0], scene, cpu, listener)
+        return BoxRun([t - t0 for t in mic.turn_ends if t >= t0], scene, cpu, listener, t0)

@@ -1,0 +1,162 @@
+"""End rules compared on the very same detector answers: Silero runs once per room (cached),
+then the listener replays its probabilities, so a difference between two runs of this bench
+(before and after a change to the end rule) is the rule's, not the noise of a closed loop (in
+the box, a turn ended earlier moves the box's next prompt, which restarts the detector at
+another moment and changes its later answers).
+
+    .venv/bin/python bench/bench_listening_replay.py --save bench/out/replay-before.json
+    (change device/listening/listener.py)
+    .venv/bin/python bench/bench_listening_replay.py --against bench/out/replay-before.json
+    .venv/bin/python bench/bench_listening_replay.py --voice-db=-40,-30 --levels=-46,-40,-34,-31
+
+Rooms: tests/real_speech.py with the box's prompts at fixed times (open loop), the sweep's seeds
+for the first three rooms of each level; `--voice-db=-40,-30`: softer speakers than the
+issue's -34 to -24 dBFS. Per room and per level: ends found, false ends, delay p50 / p95 / max
+beyond `end_on_silence_s`, and the closest call: the smallest time by which a speaker who
+picked up after a pause inside a turn beat the box's end decision (negative: a false end).
+`--against`: also every end of speech dated differently from the saved run. The detector's
+answers are cached in bench/out/listening-replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (str(ROOT / "tests"), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import audio_fixtures as af  # noqa: E402
+import real_speech as rs  # noqa: E402
+
+from bench.bench_listening_sweep import RoomScore, frames_of, pct, score  # noqa: E402
+from device.listening import Listener, SpeechEnded, SpeechStarted, listening_settings  # noqa: E402
+from device.listening.detectors import SileroDetector  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+END_ON_SILENCE_S = 3.0
+
+
+class RecordingDetector:
+    """Silero, keeping every answer in the order the listener asked."""
+
+    def __init__(self) -> None:
+        self._det = SileroDetector()
+        self.answers: list[float] = []
+
+    def probability(self, frame: bytes) -> float:
+        p = self._det.probability(frame)
+        self.answers.append(p)
+        return p
+
+    def reset(self) -> None:
+        self._det.reset()
+        self.answers.append(-1.0)  # a reset, replayed as one
+
+
+class ReplayDetector:
+    """The recorded answers, in order."""
+
+    def __init__(self, answers: np.ndarray) -> None:
+        self._answers = iter(answers.tolist())
+
+    def probability(self, frame: bytes) -> float:
+        return next(self._answers)
+
+    def reset(self) -> None:
+        assert next(self._answers) == -1.0, "the replay left the recorded run"
+
+
+def answers_for(spec: rs.RoomSpec, frames: list[tuple[bytes, bool]]) -> np.ndarray:
+    """Silero's answers on this room (cached: the room is deterministic from its spec)."""
+    lo, hi = spec.voice_db
+    path = OUT / "listening-replay" / f"{spec.seed}_{spec.noise_db:g}_{lo:g}_{hi:g}.npy"
+    if path.exists():
+        return np.load(path)
+    det = RecordingDetector()
+    listener = Listener(listening_settings({}), vad=det)
+    for frame, playing in frames:
+        listener.process(frame, playing)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.array(det.answers))
+    return np.array(det.answers)
+
+
+def replay(frames: list[tuple[bytes, bool]], answers: np.ndarray) -> af.Run:
+    """The listener as it is now, on the recorded answers."""
+    listener = Listener(listening_settings({}), vad=ReplayDetector(answers))
+    run = af.Run([])
+    for frame, playing in frames:
+        for e in listener.process(frame, playing):
+            run.events.append((listener.t, e))
+    for e in listener.flush():
+        run.events.append((listener.t, e))
+    return run
+
+
+def closest_call(run: af.Run, scene: af.Scene) -> float:
+    """For every end of speech dated inside a turn (a pause): the end decision's due time
+    minus when the speaker was heard again (SpeechStarted emitted); the smallest of them."""
+    calls = []
+    for i, (_, e) in enumerate(run.events):
+        turn = next(((a, b) for a, b in scene.turns if a <= e.t < b), None)
+        if not isinstance(e, SpeechEnded) or turn is None:
+            continue
+        heard = next((t for t, f in run.events[i + 1:] if isinstance(f, SpeechStarted)), None)
+        if heard is not None and heard <= turn[1] + 0.3:  # the same speaker, same turn
+            calls.append(e.t + END_ON_SILENCE_S - heard)
+    return min(calls, default=float("inf"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="-52,-46,-40,-37,-34,-31")
+    parser.add_argument("--rooms", type=int, default=10)
+    parser.add_argument("--voice-db", default="-34,-24", help="speakers' level range (dBFS)")
+    parser.add_argument("--save", type=Path, help="write every room's ends of speech here")
+    parser.add_argument("--against", type=Path, help="a --save of an earlier run to compare")
+    args = parser.parse_args()
+    lo, hi = (float(v) for v in args.voice_db.split(","))
+    earlier = json.loads(args.against.read_text()) if args.against else {}
+    saved: dict[str, list[float]] = {}
+    maker = af.SpeechMaker(OUT / "speech-cache")
+    cycle = (("hum", "knocks", "babble", "prompts"), ("knocks", "prompts"), ("hum", "babble"))
+    for level in (float(v) for v in args.levels.split(",")):
+        index = rs.NOISE_SWEEP_DB.index(level) if level in rs.NOISE_SWEEP_DB else 10 + int(-level)
+        total, closest = RoomScore(), float("inf")
+        for k in range(args.rooms):
+            spec = rs.RoomSpec(seed=100 + 10 * index + k, noise_db=level,
+                               extras=cycle[k % len(cycle)], voice_db=(lo, hi))
+            scene = rs.build_room(spec, maker)
+            frames = frames_of(scene)
+            run = replay(frames, answers_for(spec, frames))
+            s = score(af.turn_end_decisions(run, END_ON_SILENCE_S), scene)
+            total.add(s)
+            call = closest_call(run, scene)
+            closest = min(closest, call)
+            key = f"{spec.name}, voices {lo:g} to {hi:g} dBFS"
+            ends = [round(e.t, 3) for _, e in run.events if isinstance(e, SpeechEnded)]
+            saved[key] = ends
+            print(f"# {spec.name}: {s.found}/{s.turns} false {s.false_ends} closest {call:+.2f} "
+                  "delays " + " ".join(f"{d:+.2f}" for d in s.delays), flush=True)
+            if key in earlier:
+                moved = [(a, b) for a, b in zip(earlier[key], ends, strict=False) if a != b]
+                if moved or len(earlier[key]) != len(ends):
+                    print("#   ends moved: " + ", ".join(f"{a:.2f} -> {b:.2f}" for a, b in moved)
+                          + ("" if len(earlier[key]) == len(ends) else " (and their number)"))
+        print(f"{level:g} dBFS: found {total.found}/{total.turns}, false ends {total.false_ends}, "
+              f"delay p50 {pct(total.delays, 50):+.2f} p95 {pct(total.delays, 95):+.2f} max "
+              f"{max(total.delays):+.2f}, closest call {closest:+.2f} s", flush=True)
+    if args.save:
+        args.save.write_text(json.dumps(saved, indent=1))
+
+
+if __name__ == "__main__":
+    main()
