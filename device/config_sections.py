@@ -276,7 +276,7 @@ class ListeningSection(FrozenSection):
     speech_exit_prob: between(0.01, 0.95)  # below this a frame is surely not speech
     end_margin_s: between(0.0, 3.0)  # extra wait at the loudest room paced well; grows with noise
     too_noisy_db: between(-70.0, -10.0)  # a room louder than this (dBFS) is too noisy to be sure
-    too_noisy_margin_s: between(0.0, 10.0)  # extra wait then: the box waits longer, never cuts in
+    too_noisy_margin_s: between(0.0, 10.0)  # extra wait then (a voice under the noise can still be missed)
     commands: CommandsSection
 
     @field_validator("device", mode="before")
