@@ -148,6 +148,8 @@ def announcement_pcm(course: Any, meeting: Any, data: Path | DataFolder, sample_
         path = manifest_path(cache, announcement_set(course.course))
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
+            if manifest.get("meta", {}).get("prompts_sha256") == want and manifest["meta"].get("no_voice"):
+                raise AnnouncementMissing(manifest["meta"]["no_voice"])
             entry = manifest["prompts"][announcement_prompt(meeting.index)]
             matches = manifest.get("meta", {}).get("prompts_sha256") == want
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -201,15 +203,32 @@ def load_meeting(play: CoursePlay | None, circle_name: str, data: Path | DataFol
 
 
 def announcement_voice(course: Any, config: Config, data: Path | DataFolder) -> str:
-    """The voice of the course's first circle (the group hears one voice), else the box's own."""
+    """The voice that says the course's announcements: its first circle's (the group hears one
+    voice), else the box's own; only one that speaks the course's language (device.language:
+    the box never reads a language with another language's voice). AnnouncementMissing, in
+    plain words, when neither does."""
+    from audio.voices import VoiceNotFound, find_voice
     from device.content import resolve_script
+    from device.language import language_name, same_language
     from device.script import ScriptError
 
     try:
-        voice = resolve_script(course.plan()[0].circle, data).script.voice
+        first = resolve_script(course.plan()[0].circle, data).script.voice
     except (ScriptError, OSError):
-        voice = None
-    return voice or config.audio.system_voice
+        first = None
+    spoken = []
+    for voice in dict.fromkeys(v for v in (first, config.audio.system_voice) if v):
+        try:
+            language = find_voice(voice, config.voice_dirs).language
+        except VoiceNotFound:
+            continue
+        if same_language(language, course.language):
+            return voice
+        spoken.append(f"{voice} speaks {language_name(language)}")
+    raise AnnouncementMissing(
+        f"no voice on this box speaks {language_name(course.language)} (the language of course "
+        f"'{course.course}'{': ' + '; '.join(spoken) if spoken else ''}), so the box starts each session "
+        "without saying which one it is; add a voice of that language to have it said")
 
 
 def render_announcements(course: Any, config: Config, data: Path | DataFolder, *, progress: Any = None,
@@ -220,8 +239,17 @@ def render_announcements(course: Any, config: Config, data: Path | DataFolder, *
 
     folder = data_folder(data)
     want = announcement_fingerprint(course)
-    voice = announcement_voice(course, config, folder)
     path = manifest_path(folder.cache, announcement_set(course.course))
+    try:
+        voice = announcement_voice(course, config, folder)
+    except AnnouncementMissing as exc:  # kept where the runtime looks, so its fault says why
+        from audio.cache import PromptCache
+
+        PromptCache(folder.cache).write_manifest(announcement_set(course.course), {
+            "name": announcement_set(course.course), "sample_rate": config.audio.sample_rate, "voice": None,
+            "meta": {"course": course.course, "version": course.version, "prompts_sha256": want,
+                     "no_voice": str(exc)}, "prompts": {}})
+        raise
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         current = (manifest["meta"]["prompts_sha256"] == want and manifest["voice"] == voice
@@ -253,7 +281,13 @@ def ensure_course_rendered(course: Any, config: Config, data: Path | DataFolder,
                         sample_rate=config.audio.sample_rate, loudness_lufs=config.audio.loudness_lufs,
                         quiet=quiet, system_voice=config.audio.system_voice,
                         button_names=[b.name for b in config.buttons.map])
-    render_announcements(course, config, data)
+    try:
+        render_announcements(course, config, data)
+    except AnnouncementMissing as exc:  # the sessions still play, without saying which one
+        if not quiet:
+            import sys
+
+            print(f"note: {exc}", file=sys.stderr)
 
 
 __all__ = ["BUS_STOP_SOUND", "SESSION_SOUND", "AnnouncementMissing", "CoursePlay", "MeetingCircle",

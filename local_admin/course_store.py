@@ -104,9 +104,9 @@ def stored_position(data: DataFolder, course: Any) -> tuple[int, set[int]]:
     return reading.position.position, reading.position.held_indexes()
 
 
-def announcements_ready(course: Any, data: DataFolder) -> bool:
-    """Are the course's announcements ("This is session 3 of 16.") rendered for this text, in
-    the box's cache or the installed release's? (device.course_play names the set and its key.)"""
+def _announcement_meta(course: Any, data: DataFolder) -> dict[str, Any] | None:
+    """The meta of the course's announcement set made for this text, in the box's cache or the
+    installed release's (device.course_play names the set and its key), else None."""
     import json
 
     from device.content import manifest_path
@@ -119,8 +119,20 @@ def announcements_ready(course: Any, data: DataFolder) -> bool:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if isinstance(meta, dict) and meta.get("prompts_sha256") == want:
-            return True
-    return False
+            return meta
+    return None
+
+
+def announcements_ready(course: Any, data: DataFolder) -> bool:
+    """Is there nothing more to make for the course's announcements ("This is session 3 of
+    16.")? Rendered, or found not to be sayable on this box (no voice of its language)."""
+    return _announcement_meta(course, data) is not None
+
+
+def unannounced_why(course: Any, data: DataFolder) -> str | None:
+    """Why the box cannot say the course's announcements (no voice of its language), or None."""
+    meta = _announcement_meta(course, data)
+    return str(meta["no_voice"]) if meta and meta.get("no_voice") else None
 
 
 # -- the list -------------------------------------------------------------------------------------
@@ -140,6 +152,7 @@ class CourseInfo:
     standing: str = ""
     in_use: bool = False
     announced: bool = False  # its announcements are rendered
+    unannounced_why: str | None = None  # why the box cannot say them (no voice of its language)
     problems: list[str] = field(default_factory=list)  # circles it names that the box cannot find
 
     @property
@@ -165,7 +178,8 @@ def list_course_infos(data_dir: Path, in_use: str | None, status_block: Mapping[
         course = source.course
         info = CourseInfo(course.course, course.display_title, course.version, str(source.origin.value),
                           course.sessions_total, sum(1 for m in course.plan() if m.bus_stop),
-                          in_use=course.course == in_use, announced=announcements_ready(course, data))
+                          in_use=course.course == in_use, announced=announcements_ready(course, data),
+                          unannounced_why=unannounced_why(course, data))
         info.problems = check_course_circles(course, data)
         if status_block and status_block.get("id") == course.course:
             plan = plan_from_status(status_block)

@@ -154,8 +154,15 @@ def _announce(course: Any, *, use_after: bool = False) -> bool:
     in_language = carry_language()
 
     def work(job):
+        from device.course_play import AnnouncementMissing
+
         job.total = len(course.plan())
-        render(course, config, data)
+        try:
+            render(course, config, data)
+        except AnnouncementMissing as exc:  # no voice of its language: the sessions play unannounced
+            with app.app_context(), in_language():
+                said = _("The box cannot say which session it is: %(why)s", why=str(exc))
+                return f"{said} {_use_course(course.course)}" if use_after else said
         with app.app_context(), in_language():
             ready = _("The announcements of %(name)s are ready.", name=course.course)
             if use_after:

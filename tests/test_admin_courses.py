@@ -301,3 +301,23 @@ def test_a_note_that_is_too_long_is_refused_at_its_field(client, data_dir):
     html = response.get_data(as_text=True)
     assert response.status_code == 400 and 'id="err-s0_notes"' in html and "a note can be at most" in html
     assert not (data_dir / "scripts" / "new-circle.yaml").exists()
+
+
+def test_a_course_no_voice_can_say_is_used_and_the_list_says_why_it_is_unannounced(app, client, data_dir):
+    """A French course on a box whose voices speak English: Use on the box still puts it on the
+    box; its sessions are not announced (never French read by an English voice), and the list
+    says why."""
+    from device.course_play import render_announcements
+
+    app.extensions["circlebox"].render_course = render_announcements  # the real one: it refuses before Piper
+    DataFolder(data_dir).courses.mkdir(parents=True, exist_ok=True)
+    DataFolder(data_dir).course("groupe-du-mardi").write_text(
+        "course: groupe-du-mardi\ntitle: Groupe du mardi\nversion: 1\nlanguage: fr\n"
+        "sessions:\n  - circle: three-step-circle\n    repeat: 4\n", encoding="utf-8")
+    tok = token(client, "/courses/")
+    assert client.post("/courses/groupe-du-mardi/use", data={"csrf_token": tok}).status_code == 302
+    assert app.extensions["circlebox"].renders.wait_idle(10)
+    assert yaml.safe_load((data_dir / "admin-config.yaml").read_text())["session"]["course"] == "groupe-du-mardi"
+    page = text_of(client.get("/courses/").get_data(as_text=True))
+    assert ("The box cannot say which session it is: no voice on this box speaks French (the language of "
+            "course 'groupe-du-mardi': en_US-joe-medium speaks English)") in page

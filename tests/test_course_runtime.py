@@ -243,3 +243,28 @@ def test_a_rehearsal_never_moves_the_course_and_is_in_the_training_log(box):
         assert [r["circle"] for r in log.rehearsals()] == ["tiny-circle"]
     finally:
         log.close()
+
+
+def test_a_course_in_a_language_no_voice_speaks_plays_unannounced_and_says_why(course_data):
+    """The box never reads Swahili with an English voice: a course in a language no voice on the
+    box speaks has no announcement, and the fault line says why (not "run render")."""
+    from device.course import resolve_course
+    from device.course_play import AnnouncementMissing, render_announcements
+
+    path = course_data / "courses" / f"{COURSE_ID}.yaml"
+    path.write_text(path.read_text().replace("language: en", "language: sw"))
+    course = resolve_course(COURSE_ID, course_data).course
+    with pytest.raises(AnnouncementMissing) as refused:
+        render_announcements(course, make_config(course_data), course_data)
+    why = str(refused.value)
+    assert why.startswith("no voice on this box speaks Swahili (the language of course 'tiny-course': "
+                          "en_US-joe-medium speaks English)")
+    running = CourseBox(course_data)
+    try:
+        assert any(why in f for f in running.client.status()["faults"])
+        running.press("next")
+        running.wait(lambda s: any(e == "prompt_started" for e, _ in running.events), "the first prompt")
+        first = next(f["prompt"] for e, f in running.events if e == "prompt_started")
+        assert first == "step:hello"  # the session plays, unannounced
+    finally:
+        running.close()

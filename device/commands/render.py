@@ -196,7 +196,7 @@ def _render_course(config: Any, name: str) -> None:
     from audio.voices import VoiceNotFound
     from device.content import Origin, rendered_matches, resolve_circle
     from device.course import CourseError, check_course_circles, resolve_course
-    from device.course_play import announcement_set, render_announcements
+    from device.course_play import AnnouncementMissing, announcement_set, render_announcements
     from device.errors import UserFacingError
     from device.script import ScriptError
 
@@ -220,6 +220,9 @@ def _render_course(config: Any, name: str) -> None:
                                    progress=_ProgressLine())
             print(f"{circle}: {len(result.rendered)} rendered, {len(result.reused)} reused")
         result = render_announcements(course, config, config.data_dir, progress=_ProgressLine())
+    except AnnouncementMissing as exc:  # its circles are rendered: the box plays them, unannounced
+        print(f"note: {exc}")
+        return
     except (ScriptError, VoiceNotFound, RenderError) as exc:
         raise UserFacingError(f"course '{course.course}': {exc}") from exc
     if result is None:
