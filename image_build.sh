@@ -176,7 +176,9 @@ render_prompts() {
     # The image's own config (sample rate, voice), every packaged circle and any in the tree.
     "$cmd" --config "$root/etc/circlebox/config.yaml" --data "$root/var/lib/circlebox" \
         render --all >&2 || die "circlebox render failed"
-    find "$root/var/lib/circlebox/cache" -type f | grep -q . || die "render made no files"
+    # -print -quit, not `| grep -q .`: with pipefail, grep's early exit kills find (SIGPIPE)
+    # once the cache is bigger than a pipe's buffer, and a good render looked like none.
+    [ -n "$(find "$root/var/lib/circlebox/cache" -type f -print -quit)" ] || die "render made no files"
     echo yes
 }
 

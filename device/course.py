@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from device.datafolder import SCRIPT_SUFFIXES, DataFolder, data_folder
+from device.problems import N_, Problem
 from device.script import MAX_PROBLEMS, STEP_ID, ScriptError, _line_of, compose_circle_yaml
 
 # A course is a short list: a few KB. Bounded before parsing, like a circle (device.script).
@@ -49,10 +50,8 @@ class _Frozen(BaseModel):
 
 def _circle_id(value: str) -> str:
     if not STEP_ID.match(value):
-        raise ValueError(
-            f"'{value}' is not a circle id: use lower-case letters, digits, - and _ (up to 40), "
-            "starting with a letter or digit"
-        )
+        raise ValueError(Problem(N_("'%(value)s' is not a circle id: use lower-case letters, digits, - and _ "
+                                    "(up to 40), starting with a letter or digit"), value=value))
     return value
 
 
@@ -69,18 +68,19 @@ class CourseSessions(_Frozen):
 def _message_template(name: str, value: str) -> str:
     value = " ".join(value.split())
     if not value:
-        raise ValueError("is empty")
+        raise ValueError(Problem(N_("is empty")))
     if len(value) > 1000:
-        raise ValueError(f"is {len(value)} characters; keep it under 1000")
+        raise ValueError(Problem(N_("is %(count)s characters; keep it under 1000"), count=len(value)))
     allowed = PLACEHOLDERS[name]
     try:
         used = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
     except ValueError as exc:
-        raise ValueError(f"has a {{ or }} that is not a placeholder ({exc})") from exc
+        raise ValueError(Problem(N_("has a { or } that is not a placeholder (%(detail)s)"), detail=str(exc))) from exc
     unknown = sorted(used - set(allowed))
     if unknown:
         names = ", ".join("{" + u + "}" for u in unknown)
-        raise ValueError(f"{names} cannot be filled in here; use {', '.join('{' + a + '}' for a in allowed)}")
+        raise ValueError(Problem(N_("%(names)s cannot be filled in here; use %(allowed)s"), names=names,
+                                 allowed=", ".join("{" + a + "}" for a in allowed)))
     return value
 
 
@@ -128,7 +128,8 @@ class Course(_Frozen):
     @classmethod
     def _course_id(cls, value: str) -> str:
         if not STEP_ID.match(value):
-            raise ValueError("use lower-case letters, digits, - and _ (up to 40), starting with a letter or digit")
+            raise ValueError(Problem(N_("use lower-case letters, digits, - and _ (up to 40), starting with a letter "
+                                        "or digit")))
         return value
 
     _bus_circle = field_validator("bus_stop_circle")(lambda cls, v: _circle_id(v))
@@ -170,7 +171,7 @@ class Course(_Frozen):
 # -- problems in a therapist's words ------------------------------------------------------------
 
 
-def _entry_sessions(raw: Any, entry: int) -> str:
+def _entry_sessions(raw: Any, entry: int) -> Problem | str:
     """"session 9" or "sessions 9 to 16": the numbers an entry of `sessions:` stands for."""
     entries = raw.get("sessions") if isinstance(raw, dict) else None
     if not isinstance(entries, list):
@@ -179,7 +180,9 @@ def _entry_sessions(raw: Any, entry: int) -> str:
     for item in entries[:entry]:
         first += _repeat_of(item)
     count = _repeat_of(entries[entry]) if entry < len(entries) else 1
-    return f"session {first}" if count == 1 else f"sessions {first} to {first + count - 1}"
+    if count == 1:
+        return Problem(N_("session %(n)s"), n=first)
+    return Problem(N_("sessions %(first)s to %(last)s"), first=first, last=first + count - 1)
 
 
 def _repeat_of(item: Any) -> int:
@@ -187,39 +190,51 @@ def _repeat_of(item: Any) -> int:
     return repeat if isinstance(repeat, int) and not isinstance(repeat, bool) and 1 <= repeat <= MAX_REPEAT else 1
 
 
-_PLAIN = {  # pydantic's wording for numbers and switches, in plain words
-    "greater_than_equal": "must be at least {ge}",
-    "less_than_equal": "must be at most {le}",
-    "int_parsing": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "bool_parsing": "must be true or false",
-    "string_type": "must be text",
-    "too_short": "needs at least one entry",
-    "too_long": "has too many entries (at most {max_length})",
-    "string_too_long": "is too long (at most {max_length} characters)",
+_PLAIN = {  # pydantic's wording for numbers and switches, in plain words ("%(ge)s": its context)
+    "greater_than_equal": N_("must be at least %(ge)s"),
+    "less_than_equal": N_("must be at most %(le)s"),
+    "int_parsing": N_("must be a whole number"),
+    "int_from_float": N_("must be a whole number"),
+    "bool_parsing": N_("must be true or false"),
+    "string_type": N_("must be text"),
+    "too_short": N_("needs at least one entry"),
+    "too_long": N_("has too many entries (at most %(max_length)s)"),
+    "string_too_long": N_("is too long (at most %(max_length)s characters)"),
 }
 
 
-def _describe(err: dict[str, Any], raw: Any, root: yaml.Node | None) -> str:
+def _describe(err: dict[str, Any], raw: Any, root: yaml.Node | None) -> Problem:
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-    msg = err["msg"].removeprefix("Value error, ")
+    raised = (err.get("ctx") or {}).get("error")
+    msg: str = err["msg"].removeprefix("Value error, ")
+    if isinstance(raised, ValueError) and raised.args and isinstance(raised.args[0], Problem):
+        msg = raised.args[0]  # our own validators' words, translatable
     line = _line_of(root, loc)
     if len(loc) >= 2 and loc[0] == "sessions" and isinstance(loc[1], int):
-        field = ".".join(str(p) for p in loc[2:]) or "(the entry)"
-        where = f"sessions entry {loc[1] + 1} ({_entry_sessions(raw, loc[1])}), field {field}"
+        field = ".".join(str(p) for p in loc[2:]) or Problem(N_("(the entry)"))
+        where = Problem(N_("sessions entry %(entry)s (%(sessions)s), field %(field)s"), entry=loc[1] + 1,
+                        sessions=_entry_sessions(raw, loc[1]), field=field)
     else:
-        where = "field " + (".".join(str(p) for p in loc) or "(top level)")
+        where = Problem(N_("field %(field)s"), field=".".join(str(p) for p in loc) or Problem(N_("(top level)")))
     if err["type"] == "missing":
-        msg = "is missing"
+        msg = Problem(N_("is missing"))
     elif err["type"] == "extra_forbidden":
-        msg = "is not a known field (check the spelling)"
+        msg = Problem(N_("is not a known field (check the spelling)"))
     elif err["type"] == "model_type" and loc and loc[0] == "sessions":
-        msg = "must be a mapping like {circle: three-step-circle, repeat: 8}"
+        msg = Problem(N_("must be a mapping like {circle: three-step-circle, repeat: 8}"))
     elif err["type"] in _PLAIN:
-        msg = _PLAIN[err["type"]].format(**(err.get("ctx") or {}))
+        msg = Problem(_PLAIN[err["type"]], **(err.get("ctx") or {}))
     elif loc == ["language"]:
-        msg = "must be a language code like en or en_US"
-    return f"{where}{f' (line {line})' if line else ''}: {msg}"
+        msg = Problem(N_("must be a language code like en or en_US"))
+    return at_line(where, line, msg)
+
+
+def at_line(where: str, line: int | None, problem: str) -> Problem:
+    """"<where> (line 4): <problem>": the shape of every course problem (the admin page finds the
+    field in `where` and shows `problem` next to it)."""
+    if line:
+        return Problem(N_("%(where)s (line %(line)s): %(problem)s"), where=where, line=line, problem=problem)
+    return Problem(N_("%(where)s: %(problem)s"), where=where, problem=problem)
 
 
 def _problems(exc: ValidationError, raw: Any, root: yaml.Node | None) -> list[str]:
@@ -234,7 +249,9 @@ def _problems(exc: ValidationError, raw: Any, root: yaml.Node | None) -> list[st
             problems.append(text)
     if len(problems) > MAX_PROBLEMS:
         more = len(problems) - MAX_PROBLEMS
-        problems = [*problems[:MAX_PROBLEMS], f"and {more:,} more problem{'s' if more > 1 else ''} (fix these first)"]
+        template = N_("and %(count)s more problems (fix these first)") if more > 1 else \
+            N_("and %(count)s more problem (fix these first)")
+        problems = [*problems[:MAX_PROBLEMS], Problem(template, count=f"{more:,}")]
     return problems
 
 
@@ -244,15 +261,16 @@ def _plan_problems(course: Course, raw: dict[str, Any], root: yaml.Node | None) 
     total = course.sessions_total
     if total > MAX_SESSIONS:
         line = _line_of(root, ["sessions"])
-        problems.append(f"field sessions (line {line}): the course has {total} sessions; "
-                        f"a course may have at most {MAX_SESSIONS}")
+        problems.append(at_line(Problem(N_("field %(field)s"), field="sessions"), line, Problem(
+            N_("the course has %(total)s sessions; a course may have at most %(most)s"), total=total,
+            most=MAX_SESSIONS)))
     last = len(course.sessions) - 1
     if course.sessions[last].bus_stop_after:
         line = _line_of(root, ["sessions", last, "bus_stop_after"])
-        problems.append(
-            f"sessions entry {last + 1} ({_entry_sessions(raw, last)}), field bus_stop_after (line {line}): "
-            "a bus stop after the last session has nobody to welcome; remove it, or add sessions after it"
-        )
+        where = Problem(N_("sessions entry %(entry)s (%(sessions)s), field %(field)s"), entry=last + 1,
+                        sessions=_entry_sessions(raw, last), field="bus_stop_after")
+        problems.append(at_line(where, line, Problem(N_(
+            "a bus stop after the last session has nobody to welcome; remove it, or add sessions after it"))))
     return problems
 
 
@@ -271,10 +289,9 @@ class LoadedCourse:
 def parse_course(text: str, source: str, path: Path | None = None) -> LoadedCourse:
     """Parse and validate course text; raises CourseError naming the field, session and line."""
     if len(text) > MAX_COURSE_CHARS:
-        raise CourseError(source, [
-            f"is {len(text):,} characters; a course file may be at most {MAX_COURSE_CHARS:,} "
-            "(a course is a short list of sessions)"
-        ])
+        raise CourseError(source, [Problem(
+            N_("is %(count)s characters; a course file may be at most %(most)s (a course is a short list of sessions)"),
+            count=f"{len(text):,}", most=f"{MAX_COURSE_CHARS:,}")])
     try:
         root, raw = compose_circle_yaml(text, source)
     except ScriptError as exc:  # the circle's bounds, said of a course
@@ -284,16 +301,16 @@ def parse_course(text: str, source: str, path: Path | None = None) -> LoadedCour
         at = f" (line {mark.line + 1})" if mark else ""
         problem = getattr(exc, "problem", exc)
         if problem == "exceeded maximum nesting depth":
-            problem = "nested too deeply"
-        raise CourseError(source, [f"not valid YAML{at}: {problem}"]) from exc
+            problem = Problem(N_("nested too deeply"))
+        raise CourseError(source, [Problem(N_("not valid YAML%(at)s: %(problem)s"), at=at, problem=problem)]) from exc
     except RecursionError as exc:
-        raise CourseError(source, ["not valid YAML: nested too deeply"]) from exc
+        raise CourseError(source, [Problem(N_("not valid YAML: nested too deeply"))]) from exc
     if not isinstance(raw, dict):
-        raise CourseError(source, ["must be a mapping with course, version, language and sessions"])
+        raise CourseError(source, [Problem(N_("must be a mapping with course, version, language and sessions"))])
     try:
         course = Course.model_validate(raw)
     except RecursionError as exc:
-        raise CourseError(source, ["field (top level): nested too deeply (or refers to itself)"]) from exc
+        raise CourseError(source, [Problem(N_("field (top level): nested too deeply (or refers to itself)"))]) from exc
     except ValidationError as exc:
         raise CourseError(source, _problems(exc, raw, root)) from exc
     problems = _plan_problems(course, raw, root)
@@ -306,9 +323,9 @@ def load_course(path: Path) -> LoadedCourse:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise CourseError(str(path), ["is not UTF-8 text"]) from exc
+        raise CourseError(str(path), [Problem(N_("is not UTF-8 text"))]) from exc
     except OSError as exc:
-        raise CourseError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+        raise CourseError(str(path), [Problem(N_("cannot read: %(why)s"), why=str(exc.strerror))]) from exc
     return parse_course(text, str(path), path)
 
 
@@ -388,7 +405,8 @@ def resolve_course(name: str, data: Path | DataFolder | None) -> CourseSource:
     found = course_candidates(name, data)
     if not found:
         looked = [*(data_folder(data).course_dirs() if data is not None else ()), packaged_courses_dir()]
-        raise CourseError(name, [f"no such course (looked in {', '.join(str(d) for d in looked)})"])
+        raise CourseError(name, [Problem(N_("no such course (looked in %(folders)s)"),
+                                         folders=", ".join(str(d) for d in looked))])
     best_path, best_origin = found[0]
     best = load_course(best_path)
     for path, origin in found[1:]:
@@ -413,7 +431,7 @@ def list_courses(data: Path | DataFolder | None) -> list[str]:
     return sorted(ids)
 
 
-def check_course_circles(course: Course, data: Path | DataFolder | None) -> list[str]:
+def check_course_circles(course: Course, data: Path | DataFolder | None) -> list[Problem]:
     """Circles the course names that the box cannot find or cannot use, in plain words.
 
     Each problem says which sessions use the circle, so the therapist knows what to fix.
@@ -429,17 +447,19 @@ def check_course_circles(course: Course, data: Path | DataFolder | None) -> list
         where = _meetings_words(meetings)
         found = script_candidates(circle, data)
         if not found:
-            problems.append(f"{where} the circle '{circle}', which this box does not have (not written on the "
-                            "box, not installed by a content bundle, not packaged)")
+            problems.append(Problem(N_("%(sessions)s the circle '%(circle)s', which this box does not have (not "
+                                       "written on the box, not installed by a content bundle, not packaged)"),
+                                    sessions=where, circle=circle))
             continue
         try:
             load_script(found[0][0])
         except ScriptError as exc:
-            problems.append(f"{where} the circle '{circle}', which cannot be used: {'; '.join(exc.problems)}")
+            problems.append(Problem(N_("%(sessions)s the circle '%(circle)s', which cannot be used: %(why)s"),
+                                    sessions=where, circle=circle, why=joined(exc.problems)))
     return problems
 
 
-def _meetings_words(meetings: Sequence[Meeting]) -> str:
+def _meetings_words(meetings: Sequence[Meeting]) -> Problem:
     """"Sessions 1 to 8 and 10 use" / "The bus stop after session 8 uses"."""
     numbers = [m.number for m in meetings if m.number is not None]
     stops = [m.after for m in meetings if m.bus_stop]
@@ -451,17 +471,39 @@ def _meetings_words(meetings: Sequence[Meeting]) -> str:
                 runs[-1].append(n)
             else:
                 runs.append([n])
-        spans = [str(r[0]) if len(r) == 1 else f"{r[0]} to {r[-1]}" for r in runs]
-        parts.append(("Session " if len(numbers) == 1 else "Sessions ") + _and(spans))
+        spans = [str(r[0]) if len(r) == 1 else Problem(N_("%(first)s to %(last)s"), first=r[0], last=r[-1])
+                 for r in runs]
+        if len(numbers) == 1:
+            parts.append(Problem(N_("Session %(numbers)s"), numbers=_and(spans)))
+        else:
+            parts.append(Problem(N_("Sessions %(numbers)s"), numbers=_and(spans)))
     if stops:
-        parts.append(("the bus stop after session " if len(stops) == 1 else "the bus stops after sessions ")
-                     + _and([str(s) for s in stops]))
-    text = _and(parts)
-    return text[0].upper() + text[1:] + (" uses" if len(meetings) == 1 else " use")
+        after = _and([str(s) for s in stops])
+        if not numbers:  # the sentence starts here: a capital letter
+            template = N_("The bus stop after session %(after)s") if len(stops) == 1 else \
+                N_("The bus stops after sessions %(after)s")
+        else:
+            template = N_("the bus stop after session %(after)s") if len(stops) == 1 else \
+                N_("the bus stops after sessions %(after)s")
+        parts.append(Problem(template, after=after))
+    if len(meetings) == 1:
+        return Problem(N_("%(who)s uses"), who=_and(parts))
+    return Problem(N_("%(who)s use"), who=_and(parts))
 
 
 def _and(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    """"1, 3 and 5", each item said in the reader's language where it is a Problem."""
+    if len(items) == 1:
+        return items[0]
+    fields = {f"item{i}": item for i, item in enumerate(items)}
+    template = ", ".join(f"%(item{i})s" for i in range(len(items) - 1)) + f" %(and)s %(item{len(items) - 1})s"
+    return Problem(template, **fields, **{"and": Problem(N_("and"))})
+
+
+def joined(problems: Sequence[str]) -> Problem:
+    """Problems joined with "; " as one, each still said in the reader's language."""
+    fields = {f"p{i}": problem for i, problem in enumerate(problems)}
+    return Problem("; ".join(f"%(p{i})s" for i in range(len(problems))), **fields)
 
 
 __all__ = ["DEFAULT_BUS_STOP_CIRCLE", "DEFAULT_COURSE_MESSAGES", "Course", "CourseError", "CourseMessages",

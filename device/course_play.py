@@ -24,6 +24,7 @@ from typing import Any
 
 from device.config import Config
 from device.datafolder import DataFolder, data_folder
+from device.problems import N_, Problem
 
 SESSION_SOUND = "course:session"
 BUS_STOP_SOUND = "course:bus_stop"
@@ -131,7 +132,31 @@ def course_status(play: CoursePlay | None, held: set[int] | None = None) -> dict
 
 
 class AnnouncementMissing(RuntimeError):
-    """The meeting's announcement is not rendered (plain words, with the command that fixes it)."""
+    """The meeting's announcement is not rendered (plain words, with the command that fixes it).
+    `spoken`: for "no voice speaks the language", each (voice, its language) the box has, so the
+    admin page can say it again in the reader's language (`no_voice_problem`)."""
+
+    def __init__(self, problem: str, spoken: list[tuple[str, str | None]] | None = None):
+        super().__init__(problem)
+        self.spoken = spoken
+
+
+def no_voice_problem(course_id: str, language: str | None, spoken: Any) -> Problem:
+    """"no voice on this box speaks Swahili (...)": why a course's announcements cannot be said."""
+    from device.language import _named
+
+    voices = [Problem(N_("%(voice)s speaks %(language)s"), voice=voice, language=_named(code))
+              for voice, code in spoken or ()]
+    fields = {"language": _named(language), "course": course_id}
+    if voices:
+        from device.course import joined
+
+        return Problem(N_("no voice on this box speaks %(language)s (the language of course '%(course)s': "
+                          "%(voices)s), so the box starts each session without saying which one it is; add a "
+                          "voice of that language to have it said"), voices=joined(voices), **fields)
+    return Problem(N_("no voice on this box speaks %(language)s (the language of course '%(course)s'), so the box "
+                      "starts each session without saying which one it is; add a voice of that language to have "
+                      "it said"), **fields)
 
 
 def announcement_pcm(course: Any, meeting: Any, data: Path | DataFolder, sample_rate: int) -> bytes:
@@ -209,7 +234,7 @@ def announcement_voice(course: Any, config: Config, data: Path | DataFolder) -> 
     plain words, when neither does."""
     from audio.voices import VoiceNotFound, find_voice
     from device.content import resolve_script
-    from device.language import language_name, same_language
+    from device.language import same_language
     from device.script import ScriptError
 
     try:
@@ -224,11 +249,8 @@ def announcement_voice(course: Any, config: Config, data: Path | DataFolder) -> 
             continue
         if same_language(language, course.language):
             return voice
-        spoken.append(f"{voice} speaks {language_name(language)}")
-    raise AnnouncementMissing(
-        f"no voice on this box speaks {language_name(course.language)} (the language of course "
-        f"'{course.course}'{': ' + '; '.join(spoken) if spoken else ''}), so the box starts each session "
-        "without saying which one it is; add a voice of that language to have it said")
+        spoken.append((voice, language))
+    raise AnnouncementMissing(no_voice_problem(course.course, course.language, spoken), spoken)
 
 
 def render_announcements(course: Any, config: Config, data: Path | DataFolder, *, progress: Any = None,
@@ -248,7 +270,7 @@ def render_announcements(course: Any, config: Config, data: Path | DataFolder, *
         PromptCache(folder.cache).write_manifest(announcement_set(course.course), {
             "name": announcement_set(course.course), "sample_rate": config.audio.sample_rate, "voice": None,
             "meta": {"course": course.course, "version": course.version, "prompts_sha256": want,
-                     "no_voice": str(exc)}, "prompts": {}})
+                     "no_voice": str(exc), "no_voice_spoken": exc.spoken}, "prompts": {}})
         raise
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

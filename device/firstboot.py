@@ -84,6 +84,9 @@ def seal_root(cmdline: Path = CMDLINE) -> bool:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, cmdline)
+        # The rename and FAT's allocation table live in the folder, not the file: without this a
+        # power cut soon after first boot left a broken cmdline.txt (found in QEMU).
+        os.sync()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from device.datafolder import DataFolder, data_folder
 from device.fsutil import atomic_write_bytes, atomic_write_text
+from device.problems import N_, Problem
 
 log = logging.getLogger("circlebox.language_packs")
 
@@ -67,7 +68,7 @@ class PackPrompt(BaseModel):
     @classmethod
     def _file_name(cls, value: str | None) -> str | None:
         if value is not None and (not SOURCE_NAME.match(value) or ".." in value.split("/")):
-            raise ValueError("must be a .wav, .mp3, .ogg or .flac file inside the pack's folder")
+            raise ValueError(Problem(N_("must be a .wav, .mp3, .ogg or .flac file inside the pack's folder")))
         return value
 
 
@@ -83,9 +84,11 @@ class LanguagePack(BaseModel):
     def _known_ids(cls, value: dict[str, PackPrompt]) -> dict[str, PackPrompt]:
         for pid, prompt in value.items():
             if not PROMPT_ID.match(pid):
-                raise ValueError(f"{pid!r} is not a prompt id of the box's own words (sys:…, update:…, digit:N)")
+                raise ValueError(Problem(N_("%(id)s is not a prompt id of the box's own words (sys:…, update:…, "
+                                            "digit:N)"), id=repr(pid)))
             if (prompt.audio is None) == (prompt.text is None):
-                raise ValueError(f"{pid}: give either audio (a recording) or text, not both or neither")
+                raise ValueError(Problem(N_("%(id)s: give either audio (a recording) or text, not both or neither"),
+                                         id=pid))
         return value
 
     def recordings(self) -> dict[str, str]:
@@ -95,16 +98,22 @@ class LanguagePack(BaseModel):
 
 def parse_pack(text: str, source: str) -> LanguagePack:
     if len(text.encode("utf-8")) > MAX_PACK_BYTES:
-        raise PackError(f"{source}: larger than {MAX_PACK_BYTES // 1024} KiB")
+        raise PackError(Problem(N_("%(source)s: larger than %(size)s KiB"), source=source,
+                                size=MAX_PACK_BYTES // 1024))
     try:
         data = yaml.safe_load(text)
         return LanguagePack.model_validate(data if data is not None else {})
     except yaml.YAMLError as exc:
-        raise PackError(f"{source}: not valid YAML ({exc})") from None
+        raise PackError(Problem(N_("%(source)s: not valid YAML (%(detail)s)"), source=source,
+                                detail=str(exc))) from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise PackError(f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+        where = ".".join(str(p) for p in first["loc"]) or Problem(N_("(top level)"))
+        raised = (first.get("ctx") or {}).get("error")
+        why = raised.args[0] if isinstance(raised, ValueError) and raised.args and isinstance(
+            raised.args[0], Problem) else first["msg"].removeprefix("Value error, ")
+        raise PackError(Problem(N_("%(source)s: %(where)s: %(problem)s"), source=source, where=where,
+                                problem=why)) from None
 
 
 def load_pack(folder: Path) -> LanguagePack | None:
@@ -115,7 +124,8 @@ def load_pack(folder: Path) -> LanguagePack | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PackError(f"{path}: cannot be read ({exc})") from None
+        raise PackError(Problem(N_("%(source)s: cannot be read (%(detail)s)"), source=str(path),
+                                detail=str(exc))) from None
     return parse_pack(text, str(path))
 
 
@@ -148,18 +158,20 @@ def pack_recordings(data: Path | DataFolder, language: str) -> tuple[dict[str, P
         try:
             pack = load_pack(folder)
         except PackError as exc:
-            problems.append(str(exc))
+            problems.append(exc.args[0] if exc.args and isinstance(exc.args[0], Problem) else str(exc))
             continue
         if pack is None:
             continue
         for pid, name in pack.recordings().items():
             path = folder / name
             if not WAV_NAME.match(name):
-                problems.append(f"{folder / PACK_FILE}: {pid}: {name} is not a WAV the box can play; make the "
-                                "pack with `circlebox bundle build --kind language_pack`")
+                problems.append(Problem(N_("%(source)s: %(id)s: %(name)s is not a WAV the box can play; make the "
+                                           "pack with `circlebox bundle build --kind language_pack`"),
+                                        source=str(folder / PACK_FILE), id=pid, name=name))
                 continue
             if not path.is_file():
-                problems.append(f"{folder / PACK_FILE}: {pid}: the recording {name} is not there")
+                problems.append(Problem(N_("%(source)s: %(id)s: the recording %(name)s is not there"),
+                                        source=str(folder / PACK_FILE), id=pid, name=name))
                 continue
             found.setdefault(pid, PackRecording(pid, path, origin))
     return found, problems

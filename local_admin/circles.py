@@ -329,6 +329,7 @@ def _editor(
         sound_words=store.SOUND_WORDS,
         bells=store.BELLS,
         between=store.BETWEEN,
+        spoken=store.SPOKEN,
         turn_fields=store.TURN_FIELDS,
         voices=_voices(),
         listen=listen or {},
@@ -345,6 +346,7 @@ def msg_label_extra(form: dict) -> dict[str, str]:
     for index, step in enumerate(form.get("steps", ())):
         number, step_id = index + 1, step.get("id", "")
         out[f"s{index}_between"] = _("Step %(n)s '%(id)s': between turns", n=number, id=step_id)
+        out[f"s{index}_between_say"] = _("Step %(n)s '%(id)s': words between turns", n=number, id=step_id)
         out[f"s{index}_reminder"] = _("Step %(n)s '%(id)s': gentle reminder", n=number, id=step_id)
         out[f"s{index}_wrap_up"] = _("Step %(n)s '%(id)s': wrap-up", n=number, id=step_id)
         out[f"s{index}_notes"] = _("Step %(n)s '%(id)s': facilitator note", n=number, id=step_id)
@@ -432,8 +434,14 @@ def _validate(
         return loaded, []
     found = prompt_problems(loaded.script, pending)
     for problem in found:
-        errors.setdefault(problem.prompt.field, problem.problem)
+        errors.setdefault(_editor_field(problem.prompt.field), problem.problem)
     return (None if found else loaded), []
+
+
+def _editor_field(field: str) -> str:
+    """The editor's field for a prompt (device.language names the between-turns prompt
+    `s<i>_between`, the choice; its words have their own field)."""
+    return field + "_say" if re.fullmatch(r"s\d+_between", field) else field
 
 
 def _handle_post(script_id: str | None):
@@ -486,7 +494,7 @@ def _handle_post(script_id: str | None):
         store.write_draft(state().data_dir, loaded.script.script, loaded.text)
         return redirect(url_for("studio.studio", script_id=loaded.script.script))
     for problem in prompt_problems(loaded.script):
-        errors.setdefault(problem.prompt.field, problem.problem)
+        errors.setdefault(_editor_field(problem.prompt.field), problem.problem)
     if errors:
         return _editor(form, is_new=is_new, errors=errors, status=400)
     if op == "check":

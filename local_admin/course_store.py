@@ -19,6 +19,7 @@ from flask_babel import gettext as _
 
 from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
+from device.problems import N_, Problem
 from device.script import STEP_ID
 
 MAX_SESSIONS_ROWS = 100  # rows of the sessions list a form may send (a course is far shorter)
@@ -132,7 +133,16 @@ def announcements_ready(course: Any, data: DataFolder) -> bool:
 def unannounced_why(course: Any, data: DataFolder) -> str | None:
     """Why the box cannot say the course's announcements (no voice of its language), or None."""
     meta = _announcement_meta(course, data)
-    return str(meta["no_voice"]) if meta and meta.get("no_voice") else None
+    if not meta or not meta.get("no_voice"):
+        return None
+    spoken = meta.get("no_voice_spoken")
+    if isinstance(spoken, list) and all(isinstance(v, list) and len(v) == 2 for v in spoken):
+        from device.course_play import no_voice_problem
+
+        problem = no_voice_problem(course.course, course.language, [tuple(v) for v in spoken])
+        if str(problem) == str(meta["no_voice"]):  # the same words: say them in the reader's language
+            return problem
+    return str(meta["no_voice"])
 
 
 # -- the list -------------------------------------------------------------------------------------
@@ -164,7 +174,7 @@ class CourseInfo:
 def list_course_infos(data_dir: Path, in_use: str | None, status_block: Mapping[str, Any] | None) -> list[CourseInfo]:
     """Every course on the box (its own, installed, packaged), with where each stands: from the
     running box for the course it plays, else from the position file."""
-    from device.course import CourseError, check_course_circles, list_courses, resolve_course
+    from device.course import CourseError, check_course_circles, joined, list_courses, resolve_course
 
     data = DataFolder(data_dir)
     infos: list[CourseInfo] = []
@@ -173,7 +183,7 @@ def list_course_infos(data_dir: Path, in_use: str | None, status_block: Mapping[
             source = resolve_course(course_id, data)
         except CourseError as exc:
             origin = "box copy" if data.course(course_id).exists() else "packaged"
-            infos.append(CourseInfo(course_id, course_id, None, origin, error="; ".join(exc.problems[:3])))
+            infos.append(CourseInfo(course_id, course_id, None, origin, error=joined(exc.problems[:3])))
             continue
         course = source.course
         info = CourseInfo(course.course, course.display_title, course.version, str(source.origin.value),
@@ -301,10 +311,26 @@ def problems_to_fields(problems: Sequence[str], form: Mapping[str, Any]) -> tupl
         text = str(problem)
         key, words = _field_of(text, rows, form.get("bus_stop_circle", ""))
         if key:
-            fields.setdefault(key, words)
+            fields.setdefault(key, _words_of(problem, words))
         else:
-            general.append(re.sub(r" \(line \d+\)", "", text))
+            general.append(_without_line(problem, re.sub(r" \(line \d+\)", "", text)))
     return fields, general
+
+
+def _words_of(problem: Any, english: str) -> Any:
+    """What to show at the field: the problem's own words (a device.problems.Problem's
+    `problem` field, so the page can say it in the reader's language), else the English."""
+    inner = getattr(problem, "fields", {}).get("problem")
+    return inner if inner is not None and str(inner) == english else (
+        problem if str(problem) == english else english)
+
+
+def _without_line(problem: Any, english: str) -> Any:
+    """A problem without its YAML line (the form has no lines), still translatable."""
+    fields = getattr(problem, "fields", {})
+    if "where" in fields and "problem" in fields:
+        return Problem(N_("%(where)s: %(problem)s"), where=fields["where"], problem=fields["problem"])
+    return problem if str(problem) == english else english
 
 
 def _field_of(text: str, rows: Sequence[Mapping[str, Any]], bus_stop_circle: str) -> tuple[str | None, str]:

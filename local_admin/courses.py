@@ -18,6 +18,7 @@ from device.config import ConfigError
 from device.datafolder import DataFolder
 from local_admin import course_store, state, store
 from local_admin.i18n import gettext as _
+from local_admin.i18n import problem_text
 from local_admin.settings import save_layer
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
@@ -373,5 +374,5 @@ def _validate(text: str, form: dict, errors: dict) -> tuple[Any, list[str]]:
         problems = check_course_circles(loaded.course, DataFolder(state().data_dir))
     fields, general = course_store.problems_to_fields(problems, form)
     for key, message in fields.items():
-        errors.setdefault(key, message)
-    return (None if problems else loaded), general
+        errors.setdefault(key, problem_text(message))
+    return (None if problems else loaded), [problem_text(p) for p in general]

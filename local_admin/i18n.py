@@ -280,6 +280,10 @@ _FOREIGN = (
     # device/usage.py why_a_test_run
     N_("no core step delivered"),
     N_("no step delivered"),
+    # device/runtime.py choose_meeting: the box's refusals the panel shows (panel.course_session)
+    N_("a circle is running: choose another session after it ends (or stop it first)"),
+    N_("the box is not running a course (set one on the admin page)"),
+    N_("the box is busy; try again"),
 )
 
 __all__ = [

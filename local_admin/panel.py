@@ -409,7 +409,7 @@ def course_session():
     except BoxNotRunning as exc:
         return _refused(str(exc).capitalize() + ".", 503)
     except ValueError as exc:  # the box refused: mid-circle, no course, no such meeting
-        return _refused(_("The box did not change the session: %(why)s.", why=str(exc)), 409)
+        return _refused(_("The box did not change the session: %(why)s.", why=translated(str(exc))), 409)
     status, problem = get_status()
     view = status_view(status, problem).get("course") or {}
     flash(_("Next on the box: %(what)s.", what=view.get("label") or reply.get("label", "")), "ok")

@@ -105,6 +105,7 @@ def _form_values() -> dict[str, Any]:
         values[f"listen_{key}"] = f"{getattr(listening, key):g}"
     for key in dhis2_measures():
         values[f"de_{key}"] = dhis2.data_elements.get(key, "")
+    values["courses"] = "\n".join(f"{course} = {code}" for course, code in dhis2.courses.items())
     for i, button in enumerate(c.buttons.map):
         values[f"btn{i}_press"] = button.press
         values[f"btn{i}_hold"] = button.hold or ""
@@ -178,6 +179,21 @@ def _phrase_lines(text: str, errors: dict) -> dict[str, str] | None:
         phrase, action = (part.strip() for part in line.rsplit("=", 1))
         phrases[phrase] = action
     return phrases or None
+
+
+def _course_lines(text: str, errors: dict) -> dict[str, str]:
+    """`course = code` lines as a mapping; the Dhis2Section model checks the ids and codes."""
+    courses: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if "=" not in line:
+            errors["courses"] = _("line %(number)s: write it as: course = code (like: support-group = AbCdEfGhIj1)",
+                                  number=number)
+            return {}
+        course, code = (part.strip() for part in line.split("=", 1))
+        courses[course] = code
+    return courses
 
 
 def _box_updates(f, errors: dict) -> dict[str, Any]:
@@ -275,6 +291,8 @@ def _dhis2_updates(f, errors: dict) -> dict[str, Any]:
             dhis2["min_circle_minutes"] = minutes
     elements = {key: f.get(f"de_{key}", "").strip() for key in dhis2_measures()}
     dhis2["data_elements"] = {key: code for key, code in elements.items() if code}
+    if "courses" in f:  # an older form without the field keeps the saved codes
+        dhis2["courses"] = _course_lines(f["courses"], errors)
     return {"dhis2": dhis2}
 
 
@@ -334,6 +352,7 @@ _FIELD_OF_KEY = {
     "admin.language": "page_language",
     "dhis2.period_type": "period_type",
     "dhis2.min_circle_minutes": "min_circle_minutes",
+    "dhis2.courses": "courses",
     **{f"listening.{key}": f"listen_{key}" for key in LISTEN_NUMBERS},
     **{f"dhis2.{key}": key for key in DHIS2_CODES},
 }
@@ -360,6 +379,9 @@ def _place_problems(exc: ConfigError, section: str, errors: dict[str, str]) -> N
     """Each problem next to its field; one that no field on the page edits, on the form saved."""
     for key, message in exc.problems or (("", str(exc)),):
         field = field_of_key(key)
+        course = re.match(r"^dhis2\.courses\.([\w-]+)$", key)
+        if course:  # one box holds every course's code: say which line is wrong
+            message = f"{course[1]}: {message}"
         if field:
             errors.setdefault(field, message)
         else:

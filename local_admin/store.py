@@ -45,6 +45,9 @@ KINDS = {
 }
 BELLS = ("soft_bell", "bell", "warn_bell", "end_bell", "chime")
 BETWEEN = ("soft_bell", "bell", "chime", "none")
+SPOKEN = "spoken"  # the between-turns choice "words": the round's `between_turns: {say: ...}`
+# A round's own spoken prompts besides its main one: form field -> the YAML key of its text.
+ROUND_TEXTS = {"between_say": "between_turns", "reminder": "reminder", "wrap_up": "wrap_up"}
 SOUND_WORDS = {  # a bell's name as the editor's lists show it
     "soft_bell": _l("soft bell"),
     "bell": _l("bell"),
@@ -52,6 +55,7 @@ SOUND_WORDS = {  # a bell's name as the editor's lists show it
     "end_bell": _l("end bell"),
     "chime": _l("chime"),
     "none": _l("none"),
+    SPOKEN: _l("words (written below)"),
 }
 TURN_FIELDS = {  # form field -> (label, default, schema key)
     "count": (_l("People (turns)"), "", "count"),
@@ -457,7 +461,7 @@ def step_to_form(step: dict[str, Any]) -> dict[str, Any]:
         "text": parts_to_text(step.get(text_key)) if text_key else "",
         "core": bool(step.get("core")),
         "then": step.get("then", "continue" if kind == "bell" else "wait_for_next"),
-        "between": between if isinstance(between, str) else "spoken",
+        "between": between if isinstance(between, str) else SPOKEN,
         "duration_min": _fmt(step["duration_s"] / 60)
         if isinstance(step.get("duration_s"), int | float)
         else _fmt(step.get("duration_s")),
@@ -467,6 +471,9 @@ def step_to_form(step: dict[str, Any]) -> dict[str, Any]:
         "bell": step.get("bell", "bell"),
         "bells": _fmt(step.get("count", 1)) if kind == "bell" else "1",
         "notes": parts_to_text(step.get("notes")),  # the facilitator note (spoken only in rehearsal)
+        "between_say": parts_to_text(between.get("say")) if isinstance(between, dict) else "",
+        "reminder": parts_to_text(step.get("reminder")),
+        "wrap_up": parts_to_text(step.get("wrap_up")),
     }
     for name, (_label, _default, key) in TURN_FIELDS.items():
         form[name] = _fmt(turns.get(key))
@@ -545,6 +552,8 @@ def form_from_request(values: Any) -> dict[str, Any]:
             # None: the form had no note field (kept from the saved circle), "" clears the note
             "notes": str(values[f"s{i}_notes"]) if f"s{i}_notes" in values else None,
         }
+        for name in ROUND_TEXTS:  # None as for the note: the form had no such field
+            step[name] = str(values[f"s{i}_{name}"]) if f"s{i}_{name}" in values else None
         for name in TURN_FIELDS:
             step[name] = get(name).strip()
         steps.append(step)
@@ -590,10 +599,11 @@ def form_to_script(
 ) -> dict[str, Any]:
     """Build the script dict from the form; number problems go into `errors` by field name.
 
-    Keys the form does not show (spoken between-turn prompts, reminders) are kept from `base`,
-    the saved version, step by step (matched by the step's original id); so are the messages
-    when the form did not show their fields. A recording keeps its words (`recording_words`
-    of `base`, plus `words` for recordings just uploaded).
+    Keys the form does not show (a round's between-turns words, reminder and wrap-up when the
+    form lacks their fields) are kept from `base`, the saved version, step by step (matched by
+    the step's original id); so are the messages when the form did not show their fields. A
+    recording keeps its words (`recording_words` of `base`, plus `words` for recordings just
+    uploaded).
     """
     base = base or {}
     words = {**recording_words(base), **(words or {})}
@@ -620,6 +630,9 @@ def form_to_script(
             keep = {k: v for k, v in old.items() if k in ("reminder", "wrap_up", "messages")}
             if kind == "round" and isinstance(old.get("between_turns"), dict):
                 keep["between_turns"] = old["between_turns"]
+            if kind == "round":  # what the form has a field for is the form's, even when empty
+                given = {key for name, key in ROUND_TEXTS.items() if f.get(name) is not None}
+                keep = {k: v for k, v in keep.items() if k not in given}
         if len(f["text"]) > MAX_STEP_TEXT:  # before any pattern reads it
             errors[f"s{i}_text"] = gettext(
                 "this text is %(length)s characters; a step can say at most %(limit)s: split it into more steps",
@@ -632,7 +645,8 @@ def form_to_script(
             step["then"] = f["then"]
         elif kind == "round":
             step["prompt"] = text_to_parts(f["text"])
-            if f["between"] != "spoken" or "between_turns" not in keep:
+            _put_round_texts(step, f, errors, f"s{i}_")
+            if "between_turns" not in step and (f["between"] != SPOKEN or "between_turns" not in keep):
                 step["between_turns"] = f["between"] if f["between"] in BETWEEN else "soft_bell"
             turns: dict[str, Any] = {}
             old_turns = (
@@ -687,6 +701,25 @@ def form_to_script(
     return _with_words(data, words) if words else data
 
 
+def _put_round_texts(step: dict[str, Any], f: dict[str, Any], errors: dict[str, str], prefix: str) -> None:
+    """A round's between-turns words (when "words" is chosen), gentle reminder and wrap-up from
+    the form's fields; a field the form lacks (None) is left to `keep`. An empty reminder or
+    wrap-up means the box's own message (`messages:`), so it is left out."""
+    for name, key in ROUND_TEXTS.items():
+        text = f.get(name)
+        if text is None or (name == "between_say" and f["between"] != SPOKEN):
+            continue
+        if len(text) > MAX_STEP_TEXT:
+            errors[prefix + name] = gettext("this text is %(length)s characters; at most %(limit)s",
+                                            length=f"{len(text):,}", limit=f"{MAX_STEP_TEXT:,}")
+        elif name == "between_say" and not text.strip():
+            errors[prefix + name] = gettext("write the words the box says between turns, or choose a bell")
+        elif name == "between_say":
+            step[key] = {"say": text_to_parts(text)}
+        elif text.strip():
+            step[key] = text_to_parts(text)
+
+
 def _put_notes(step: dict[str, Any], notes: str | None, old: dict[str, Any], errors: dict[str, str],
                key: str) -> None:
     """The step's facilitator note (`notes:`, spoken only in rehearsal) from the form, or kept
@@ -719,6 +752,8 @@ _FIELD_OF = {
     "bell": "bell",
     "count": "bells",
     "notes": "notes",
+    "reminder": "reminder",
+    "wrap_up": "wrap_up",
 }
 
 
@@ -770,6 +805,10 @@ def problems_to_fields(
                 name, msg = "warn_min", gettext("the warning bell must come before the end of the timer")
             elif parts[0] == "(the step)" and re.search(r"text|empty|recording", msg):
                 name = "text"
+            elif (parts[0] == "between_turns" and form["steps"][index : index + 1]
+                  and form["steps"][index]["between"] == SPOKEN
+                  and form["steps"][index].get("between_say") is not None):
+                name = "between_say"  # the words are wrong, not the choice
             else:
                 name = _FIELD_OF.get(parts[0], "")
             if name:

@@ -416,3 +416,62 @@ def test_a_new_circle_whose_first_save_failed_is_kept_as_a_draft(data_dir):
     assert "New circle" in listing and "unsaved draft" in listing
     page = client.get("/circles/new-circle/edit").get_data(as_text=True)
     assert "Welcome to our circle." in page and "rendering failed" in page
+
+
+def _round_with_own_words(**fields):
+    """three_steps() with the round's own between-turns words, reminder and wrap-up fields."""
+    steps = three_steps()
+    steps[1].update({f"s1_{name}": value for name, value in fields.items()})
+    return steps
+
+
+def test_a_rounds_between_turns_words_reminder_and_wrap_up_are_edited_and_saved(app, client, data_dir):
+    steps = _round_with_own_words(between="spoken", between_say="Thank you. [pause 1] Who is next?",
+                                  reminder="Please begin to finish.", wrap_up="Thank you, let us move on.")
+    save_and_wait(app, client, "/circles/new", form(token(client, "/circles/new"), steps))
+    saved = yaml.safe_load((data_dir / "scripts" / "new-circle.yaml").read_text())["steps"][1]
+    assert saved["between_turns"] == {"say": ["Thank you.", {"pause": 1}, "Who is next?"]}
+    assert saved["reminder"] == "Please begin to finish." and saved["wrap_up"] == "Thank you, let us move on."
+    page = client.get("/circles/new-circle/edit").get_data(as_text=True)
+    assert '<option value="spoken" selected>' in page
+    assert "Who is next?</textarea>" in page and "Please begin to finish.</textarea>" in page
+
+
+def test_a_rounds_own_words_are_checked_at_their_fields(app, client, data_dir, render):
+    steps = _round_with_own_words(between="spoken", between_say="  ", reminder="Finish now [pause abc]")
+    response = client.post("/circles/new", data=form(token(client, "/circles/new"), steps))
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "choose a bell" in html.split('id="err-s1_between_say"')[1].split("</span>")[0]
+    steps = _round_with_own_words(between="spoken", between_say="Next, please.", reminder="Finish now [pause abc]")
+    response = client.post("/circles/new", data=form(token(client, "/circles/new"), steps))
+    assert response.status_code == 400
+    assert "pause" in response.get_data(as_text=True).split('id="err-s1_reminder"')[1].split("</span>")[0]
+    assert not (data_dir / "scripts" / "new-circle.yaml").exists() and render.calls == []
+
+
+def test_a_rounds_own_words_are_kept_when_the_form_lacks_their_fields_and_cleared_when_emptied(
+    app, client, data_dir
+):
+    steps = _round_with_own_words(between="spoken", between_say="Next, please.",
+                                  reminder="Please begin to finish.", wrap_up="Thank you.")
+    save_and_wait(app, client, "/circles/new", form(token(client, "/circles/new"), steps))
+    url = "/circles/new-circle/edit"
+    steps = three_steps()  # an older page: no fields for the round's own words
+    steps[1].update(s1_orig="share", s1_between="spoken")
+    save_and_wait(app, client, url, form(token(client, url), steps, script="new-circle"))
+    saved = yaml.safe_load((data_dir / "scripts" / "new-circle.yaml").read_text())["steps"][1]
+    assert saved["between_turns"] == {"say": "Next, please."}
+    assert saved["reminder"] == "Please begin to finish." and saved["wrap_up"] == "Thank you."
+    steps = _round_with_own_words(orig="share", between="chime", between_say="Next, please.", reminder="", wrap_up="")
+    save_and_wait(app, client, url, form(token(client, url), steps, script="new-circle"))
+    saved = yaml.safe_load((data_dir / "scripts" / "new-circle.yaml").read_text())["steps"][1]
+    assert saved["between_turns"] == "chime" and "reminder" not in saved and "wrap_up" not in saved
+
+
+def test_a_between_turns_prompt_the_voice_cannot_say_is_named_at_its_words(app, client, data_dir):
+    steps = _round_with_own_words(between="spoken", between_say="Asante. Nani anafuata?")
+    response = client.post("/circles/new", data=form(token(client, "/circles/new"), steps, op="check", language="sw"))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "record" in html.split('id="err-s1_between_say"')[1].split("</span>")[0]

@@ -139,6 +139,7 @@ def user_content(data_dir: Path, circle: str) -> set[str]:
     from device.course import list_courses, resolve_course
 
     found += [resolve_course(name, data_dir).course.display_title for name in list_courses(data_dir)]
+    found += list_courses(data_dir)  # a course's id ("kikundi") is a name
     found += [*DEFAULT_MESSAGES.values(), *(title for _id, title in FakeBox.STEPS)]
     found += ["Room 2", *(name for _code, name in language_choices())]  # the site; each language's own name
     found += [button.name for button in make_config(data_dir).buttons.map]  # names in the box's config
@@ -212,8 +213,14 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
         get("studio", f"/circles/{circle}/studio/")
         get("box messages", "/system/messages/")
         get("versions", f"/circles/{circle}/history")
+        add_unsayable_course(data_dir)
         get("courses", "/courses/")
         get("new course", "/courses/new")
+        post("course editor with problems", "/courses/new",
+             course_form(token(client, "/courses/new"), [(circle, "0", False)], title="T" * 150), status=400)
+        post("course editor: missing circles", "/courses/new",
+             course_form(token(client, "/courses/new"), [(circle, "2", True), ("no-such-circle", "3", False)],
+                         bus_stop_circle="missing-stop"), status=400)
         tok = token(client, "/settings/")
         client.post("/settings/", data={"csrf_token": tok, "section": "box", "box_name": "clinic-north",
                                         "box_site": "Room 2", "volume": "60", "volume_cap": "90"},
@@ -254,6 +261,31 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
     finally:
         server.close()
     return pages, status, circle
+
+
+def add_unsayable_course(data_dir: Path) -> None:
+    """A Swahili course whose circles this box does not have: no voice can say its announcements
+    ("This is session 1 of 3"), and the Courses page says so, with each missing circle."""
+    from device.course import parse_course
+    from device.course_play import AnnouncementMissing, render_announcements
+    from device.datafolder import DataFolder
+    from device.fsutil import atomic_write_text
+
+    text = ("course: kikundi\ntitle: Kikundi cha Jumanne\nversion: 1\nlanguage: sw\n"
+            "sessions:\n  - {circle: no-such-circle, repeat: 3}\n")
+    atomic_write_text(DataFolder(data_dir).course("kikundi"), text)
+    with pytest.raises(AnnouncementMissing):  # no Swahili voice: found without rendering anything
+        render_announcements(parse_course(text, "kikundi").course, make_config(data_dir), DataFolder(data_dir))
+
+
+def course_form(csrf: str, rows: list[tuple[str, str, bool]], *, title: str = "",
+                bus_stop_circle: str = "bus-stop") -> dict:
+    """The course editor's form ("check"): each row is (circle, repeat, bus stop after it)."""
+    data = {"csrf_token": csrf, "op": "check", "course": "tuesday-group", "title": title, "language": "en",
+            "bus_stop_circle": bus_stop_circle, "nsessions": str(len(rows))}
+    for i, (circle, repeat, bus_stop) in enumerate(rows):
+        data.update({f"c{i}_circle": circle, f"c{i}_repeat": repeat, **({f"c{i}_bus_stop": "on"} if bus_stop else {})})
+    return data
 
 
 def broken_circle(values: dict, csrf: str) -> dict:
@@ -336,6 +368,11 @@ PROBLEMS_SHOWN = {
         "editor: circle in another language": ["en_US-joe-medium speaks English; this circle is in Swahili",
                                                "the box's own words for this are English; this circle is in Swahili"],
         "password too short": [f"use at least {MIN_PASSWORD} characters"],
+        "course editor with problems": ["is too long (at most 120 characters)", "must be at least 1"],
+        "course editor: missing circles": ["Sessions 3 to 5 use the circle 'no-such-circle', which this box does not",
+                                           "The bus stop after session 2 uses the circle 'missing-stop'"],
+        "courses": ["no voice on this box speaks Swahili (the language of course 'kikundi': en_US-joe-medium "
+                    "speaks English)", "Sessions 1 to 3 use the circle 'no-such-circle', which this box"],
         "wrong password": ["That password is not right."],
         "locked out": ["Too many wrong tries. Wait 2 seconds, then try again."],
     },
@@ -345,6 +382,11 @@ PROBLEMS_SHOWN = {
         "editor: circle in another language": ["en_US-joe-medium parle anglais ; ce cercle est en swahili",
                                                "le boîtier dit ceci en anglais ; ce cercle est en swahili"],
         "password too short": [f"utilisez au moins {MIN_PASSWORD} caractères"],
+        "course editor with problems": ["est trop long (au plus 120 caractères)", "doit valoir au moins 1"],
+        "course editor: missing circles": ["Les séances 3 à 5 utilisent le cercle « no-such-circle », que ce boîtier",
+                                           "L'arrêt de bus après la séance 2 utilise le cercle « missing-stop »"],
+        "courses": ["aucune voix de ce boîtier ne parle swahili (la langue du parcours « kikundi » : "
+                    "en_US-joe-medium parle anglais)", "Les séances 1 à 3 utilisent le cercle « no-such-circle »"],
         "locked out": ["Trop d'essais manqués. Attendez 2 secondes, puis réessayez."],
     },
     "sw": {
@@ -353,6 +395,11 @@ PROBLEMS_SHOWN = {
         "editor: circle in another language": ["en_US-joe-medium inazungumza Kiingereza; mduara huu ni wa Kiswahili",
                                                "kifaa husema hili kwa Kiingereza; mduara huu ni wa Kiswahili"],
         "password too short": [f"tumia angalau herufi {MIN_PASSWORD}"],
+        "course editor with problems": ["ni ndefu mno (isizidi herufi 120)", "lazima iwe angalau 1"],
+        "course editor: missing circles": ["Vikao 3 hadi 5 vinatumia mduara 'no-such-circle', ambao kifaa hiki",
+                                           "Kituo cha basi baada ya kikao 2 kinatumia mduara 'missing-stop'"],
+        "courses": ["hakuna sauti kwenye kifaa hiki inayozungumza Kiswahili (lugha ya kozi 'kikundi': "
+                    "en_US-joe-medium inazungumza Kiingereza)", "Vikao 1 hadi 3 vinatumia mduara 'no-such-circle'"],
         "locked out": ["Majaribio mengi mno yamekosewa. Subiri sekunde 2, kisha ujaribu tena."],
     },
 }

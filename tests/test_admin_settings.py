@@ -191,3 +191,25 @@ def test_saving_settings_tells_the_box_and_says_when_it_uses_them(page, data_dir
     finally:
         server.close()
     assert len(asked) == 1 and "Saved. The box is using them now." in idle.get_data(as_text=True)
+
+
+def test_course_codes_are_saved_from_their_field_and_checked_there(page, data_dir):
+    _app, client = page
+    tok = token(client, "/settings/")
+    both = {"support-group": "AbCdEfGhIj1", "teens": "BcDeFgHiJk2"}
+    courses = "support-group = AbCdEfGhIj1\n\nteens = BcDeFgHiJk2"
+    saved = client.post("/settings/", data=dhis2_form(tok, de_sessions="CbxSess0001", courses=courses))
+    assert saved.status_code == 302
+    assert box_config(data_dir).dhis2.courses == both  # what the box loads
+    assert "teens = BcDeFgHiJk2</textarea>" in client.get("/settings/").get_data(as_text=True)
+    for text, words in (("teens = abc", ["teens:", NOT_A_CODE]), ("Teens Group = BcDeFgHiJk2", ["not a course id"]),
+                        ("teens BcDeFgHiJk2", ["line 1", "course = code"])):
+        refused = client.post("/settings/", data=dhis2_form(tok, de_sessions="CbxSess0001", courses=text))
+        shown = said(refused.get_data(as_text=True), "courses")
+        assert refused.status_code == 400 and all(w in shown for w in words), shown
+        assert box_config(data_dir).dhis2.courses == both  # a refused save changes nothing
+    # an older form without the field keeps the codes; an empty field removes them
+    assert client.post("/settings/", data=dhis2_form(tok, de_sessions="CbxSess0001")).status_code == 302
+    assert box_config(data_dir).dhis2.courses == both
+    assert client.post("/settings/", data=dhis2_form(tok, de_sessions="CbxSess0001", courses="")).status_code == 302
+    assert box_config(data_dir).dhis2.courses == {}

@@ -121,7 +121,8 @@ def check(admin: Admin, before: dict[str, str], response, *, new_ok: tuple[str, 
 # -- the editor's step form ------------------------------------------------------------------------
 
 STEP_FIELDS = ["orig", "id", "kind", "title", "text", "core", "then", "between", "duration_min", "warn_min",
-               "bell", "bells", "count", "end_on_silence_s", "pass_on_silence_s", "warn_s", "max_s"]
+               "bell", "bells", "count", "end_on_silence_s", "pass_on_silence_s", "warn_s", "max_s",
+               "notes", "between_say", "reminder", "wrap_up"]
 
 
 @st.composite

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from vm.qemu_box import REPO, QemuBox, have_vm_tools, partitions
+from vm.stick import NEW_VERSION, ContentBundle, build_content_bundle, make_stick
 
 VM_DIR = REPO / "build" / "vm"
+SIGNING_KEY = VM_DIR / "keys" / "vm-test.key"  # its .pub is what make vm-test gives the image
 
 
 def pytest_collection_modifyitems(items):
@@ -56,3 +58,18 @@ def box(vm_image, tmp_path_factory, request):
     yield vm
     vm.shutdown()
     print(f"console log: {work / 'console.log'}")
+
+
+@pytest.fixture(scope="session")
+def bundle(vm_image, image_cache, tmp_path_factory) -> ContentBundle:
+    """A signed content bundle with a new version of the image's circle (a new welcome)."""
+    if not SIGNING_KEY.is_file():
+        pytest.skip(f"no signing key at {SIGNING_KEY}: run `make vm-test` (it makes the key the image trusts)")
+    return build_content_bundle(vm_image, image_cache, SIGNING_KEY, tmp_path_factory.mktemp("bundle"),
+                                "three-step-circle", NEW_VERSION)
+
+
+@pytest.fixture(scope="module")
+def stick(bundle, tmp_path_factory) -> Path:
+    """A fresh FAT stick with the bundle at its top, for one module's VM."""
+    return make_stick(tmp_path_factory.mktemp("stick") / "stick.img", bundle.path)

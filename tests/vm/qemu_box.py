@@ -237,17 +237,27 @@ class QemuBox:
         self.console.check("dmesg -n 1")  # kernel messages off the shell's console
         return self.console
 
-    def monitor(self, command: str) -> str:
-        """One command on QEMU's monitor (HMP)."""
+    def monitor(self, command: str, timeout: float = 60.0) -> str:
+        """One command on QEMU's monitor (HMP): sent after its prompt, answered when the next
+        prompt comes (a busy host can take seconds; closing earlier could drop the command)."""
+
+        def until_prompt(s: socket.socket, text: str = "") -> str:
+            end = time.monotonic() + timeout
+            while "(qemu)" not in text:
+                if time.monotonic() > end:
+                    raise VmError(f"QEMU's monitor did not answer {command!r}: {text!r}")
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                text += chunk.decode(errors="replace")
+            return text
+
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.work / "monitor.sock"))
-            s.settimeout(10)
+            s.settimeout(timeout)
+            until_prompt(s)  # the banner
             s.sendall(command.encode() + b"\n")
-            time.sleep(0.5)
-            try:
-                return s.recv(65536).decode(errors="replace")
-            except TimeoutError:
-                return ""
+            return ESCAPES.sub("", until_prompt(s))
 
     def plug_stick(self, stick: Path) -> None:
         self.monitor(f"drive_add 0 if=none,id=stick,file={stick},format=raw")
