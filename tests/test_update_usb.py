@@ -216,7 +216,7 @@ def test_udev_rule_only_starts_the_unit():
 def test_unit_mounts_the_stick_read_only_and_runs_the_import():
     repo = Path(__file__).resolve().parents[1]
     unit = (repo / "systemd/circlebox-usb-import@.service").read_text()
-    mount = next(line for line in unit.splitlines() if "/bin/mount " in line)
+    mount = next(line for line in unit.splitlines() if "/bin/mount " in line or "/systemd-mount " in line)
     assert all(opt in mount for opt in ("ro,", "nosuid", "nodev", "noexec"))
     assert "circlebox usb-import --remount /run/circlebox-usb/%i" in unit
     assert "umount" in unit and "BindsTo" not in unit
@@ -268,3 +268,18 @@ def test_usb_import_command_wiring(tmp_path, monkeypatch, capsys):
     assert json.loads(report.read_text())["versions_after"] == {"app": 1}
     assert list((stick / "circlebox" / "kx42").glob("usage-*.csv"))
     assert UsageStore(data / "usage.sqlite").sessions(unexported_only=True) == []
+
+
+def test_the_unit_form_refuses_a_folder_where_no_stick_is_mounted(tmp_path):
+    """The importer must never take an empty folder for a stick: it would say "no update" and
+    write the report and the usage export into the box's own /run (found booting the image)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "circlebox-usb" / "sda"
+    folder.mkdir(parents=True)
+    run = subprocess.run([sys.executable, "-m", "device.cli", "usb-import", "--remount", str(folder)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert f"no stick is mounted at {folder}: nothing was read from it or written to it" in run.stderr
+    assert list(folder.iterdir()) == []

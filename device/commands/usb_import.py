@@ -37,14 +37,21 @@ def root_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
+    import os
 
     from device.control import socket_path
+    from device.errors import UserFacingError
     from device.update import messages as M
     from device.update.announce import BoxAnnouncer
     from device.update.asuser import RuntimeUserExporter
     from device.update.factory import read_box_id, real_box
     from device.update.usb import import_from_stick, remounted_rw, unmount, wait_then_finish
 
+    if args.remount and not os.path.ismount(args.stick):
+        # the unit mounts the stick there first: an empty folder would read as "no update" and
+        # take the report and the usage export (found in QEMU, when the sandbox hid the mount)
+        raise UserFacingError(f"no stick is mounted at {args.stick}: nothing was read from it or "
+                              "written to it (the unit's mount did not reach the importer)")
     config = root_config(args)
     data_dir = config.data_dir
     box = real_box(data_dir, BoxAnnouncer(socket_path(data_dir)), args.keys_dir)
