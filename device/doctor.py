@@ -186,7 +186,7 @@ class DoctorSeams:
 
     simulate: bool
     open_speaker: Callable[[int], Any]  # sample_rate -> Speaker; raises on no audio output
-    pin_factory: Any
+    pin_factory: Any  # None when the GPIO could not be opened (`gpio_error` says why)
     technician: Technician
     open_mic: Callable[[], Any] | None  # None: no microphone source (SKIP)
     played_pcm: Callable[[], np.ndarray] | None = None  # simulate: what the speaker wrote
@@ -198,6 +198,7 @@ class DoctorSeams:
     confirm_timeout_s: float = 20.0
     mic_seconds: float = 10.0
     out: Callable[[str], None] = print
+    gpio_error: str | None = None  # the GPIO chip could not be opened: buttons and lights FAIL, the rest runs
 
 
 # -- the self-test ---------------------------------------------------------------------------------
@@ -554,6 +555,11 @@ class Doctor:
     def open_gpio(self) -> None:
         from gpiozero import Button
 
+        if self.seams.gpio_error is not None:  # a broken GPIO chip (or a VM): report it, check the rest
+            for spec in self.config.buttons.map:
+                self.add(f"button {spec.name}", FAIL, f"no GPIO on this machine: {self.seams.gpio_error}")
+            self.leds, self._led_error = None, f"no GPIO on this machine: {self.seams.gpio_error}"
+            return
         for spec in self.config.buttons.map:
             try:
                 button = Button(spec.pin, pull_up=True, bounce_time=None, pin_factory=self.seams.pin_factory)

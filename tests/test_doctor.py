@@ -367,3 +367,24 @@ def test_a_fresh_data_folder_is_named_plainly_and_not_created(tmp_path, clean_ke
     assert "has not been set up or run yet" in line(proc, "data folder")
     assert "report: not written" in proc.stdout and "has not been set up or run yet" in proc.stdout.splitlines()[-1]
     assert not fresh.exists()  # neither the clock reading nor the report made it
+
+
+def test_without_gpio_the_buttons_and_lights_fail_and_the_rest_is_still_checked(tmp_path):
+    """A broken GPIO chip (or the QEMU image) is two lines of the report, not a doctor that
+    refuses to run: the technician still learns about the speaker, the clock and the disk."""
+    from device.doctor import FAIL, Doctor, DoctorSeams, ScriptedTechnician
+
+    config = make_config(tmp_path / "data", leds={"status": 17})
+    seams = DoctorSeams(simulate=False, open_speaker=None, pin_factory=None, technician=ScriptedTechnician(),
+                        open_mic=None, out=lambda text: None, gpio_error="no GPIO chip found")
+    doctor = Doctor(config, seams)
+    doctor.open_gpio()
+    doctor.check_buttons()
+    doctor.check_leds()
+    doctor.check_disk()
+    by_name = {c.name: c for c in doctor.checks}
+    for spec in config.buttons.map:
+        assert by_name[f"button {spec.name}"].status == FAIL
+        assert by_name[f"button {spec.name}"].detail == "no GPIO on this machine: no GPIO chip found"
+    assert by_name["lights"].status == FAIL and "no GPIO chip found" in by_name["lights"].detail
+    assert "disk" in by_name  # the doctor went on past the GPIO
