@@ -21,6 +21,7 @@ import numpy as np
 from audio import loudness
 from audio.cache import PromptCache, wav_duration_s
 from audio.voices import Voice, find_voice
+from device.problems import N_, Problem, PromptName
 from device.script import Pause, Recording
 
 if TYPE_CHECKING:
@@ -42,11 +43,19 @@ class RenderSettings:
 
 
 class RenderError(RuntimeError):
-    """A prompt that cannot be rendered; the message starts with the prompt id."""
+    """A prompt that cannot be rendered; the message starts with the prompt id. The message is
+    a device.problems.Problem (`problem`): English as printed, translatable on the admin page."""
 
     def __init__(self, prompt_id: str, reason: str):
         self.prompt_id = prompt_id
-        super().__init__(f"prompt {prompt_id}: {reason}")
+        self.problem = Problem(N_("prompt %(prompt)s: %(reason)s"), prompt=prompt_id, reason=reason)
+        super().__init__(self.problem)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message, kept as a Problem when it is one (so it can still be translated)."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, Problem) else (str(exc) or type(exc).__name__)
 
 
 @dataclass
@@ -91,7 +100,8 @@ class _Synth:
             pieces += [gap] if pieces else []
             pieces.append(loudness.fade(audio, rate))
         if not pieces:
-            raise ValueError(f"the text {text[:60]!r} gives no speech (nothing to pronounce)")
+            raise ValueError(Problem(N_("the text %(text)s gives no speech (nothing to pronounce)"),
+                                     text=repr(text[:60])))
         return resample(np.concatenate(pieces), rate, self.settings.sample_rate)
 
 
@@ -118,7 +128,7 @@ def decode_recording(path: Path, sample_rate: int) -> np.ndarray:
     try:
         mono = decode_mono(path, sample_rate)
     except RecordingError as exc:
-        raise ValueError(f"recording {path.name}: {exc}") from exc
+        raise ValueError(Problem(N_("recording %(name)s: %(why)s"), name=path.name, why=_reason(exc))) from exc
     return np.asarray(mono, dtype=np.float64)
 
 
@@ -152,11 +162,12 @@ class _Renderer:
 
     def _recording_path(self, prompt_id: str, part: Recording) -> Path:
         if self.recordings_dir is None:
-            reason = f"recording {part.audio}: this script has no recordings folder"
+            reason = Problem(N_("recording %(name)s: this script has no recordings folder"), name=part.audio)
             raise RenderError(prompt_id, reason)
         path = self.recordings_dir / part.audio
         if not path.is_file():
-            reason = f"recording {part.audio} not found in {self.recordings_dir}"
+            reason = Problem(N_("recording %(name)s not found in %(folder)s"), name=part.audio,
+                             folder=str(self.recordings_dir))
             raise RenderError(prompt_id, reason)
         return path
 
@@ -199,14 +210,14 @@ class _Renderer:
             except RenderError:
                 raise
             except Exception as exc:  # Piper, espeak or the decoder: name the prompt
-                raise RenderError(prompt_id, str(exc) or type(exc).__name__) from exc
+                raise RenderError(prompt_id, _reason(exc)) from exc
             if last_was_sound:
                 pieces.append(gap)
             pieces.append(loudness.fade(sound, rate))
             last_was_sound = True
         audio = np.concatenate(pieces)
         if not np.any(audio):
-            raise RenderError(prompt_id, "renders to silence")
+            raise RenderError(prompt_id, Problem(N_("renders to silence")))
         audio = loudness.normalise(audio, rate, self.settings.loudness_lufs)
         return loudness.to_pcm16(loudness.fade(audio, rate))
 
@@ -234,7 +245,7 @@ def render_prompt_set(
     voice: Voice | None = None
     if text_prompt is not None:
         if voice_id is None:
-            raise RenderError(text_prompt, "has text, but no voice is set")
+            raise RenderError(text_prompt, Problem(N_("has text, but no voice is set")))
         voice = find_voice(voice_id, voices_dir)
     result = RenderResult(manifest_path=cache.manifest_path(name))
     entries: dict[str, dict[str, Any]] = {}
@@ -286,8 +297,12 @@ def refuse_wrong_language(script: Script, voices_dir: Path | None = None) -> Non
     problems = check_prompts(script, voice_language=language)
     if problems:
         first = problems[0]
-        more = f" (and {len(problems) - 1} more prompts)" if len(problems) > 1 else ""
-        raise RenderError(first.prompt.prompt_id, f"{first.prompt.label}: {first.problem}{more}")
+        if len(problems) > 1:
+            reason = Problem(N_("%(prompt)s: %(problem)s (and %(count)s more prompts)"),
+                             prompt=PromptName(first.prompt), problem=first.problem, count=len(problems) - 1)
+        else:
+            reason = Problem(N_("%(prompt)s: %(problem)s"), prompt=PromptName(first.prompt), problem=first.problem)
+        raise RenderError(first.prompt.prompt_id, reason)
 
 
 def render_script(

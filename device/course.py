@@ -286,6 +286,21 @@ class LoadedCourse:
     text: str
 
 
+# The circle parser's bounds (device.script.compose_circle_yaml), said of a course: the circle's
+# words with "course" for "circle", listed here so `pybabel extract` finds them.
+_COURSE_BOUNDS = (
+    N_("is %(length)s characters; a course file may be at most %(limit)s (split a long course into two)"),
+    N_("has more than %(limit)s entries (keys, values and list items); "
+       "a course has far fewer: check that the file is a course"),
+)
+
+
+def _said_of_a_course(problem: Problem) -> Problem:
+    """A bound the circle parser found, in a course's words, still translatable on the page."""
+    template = getattr(problem, "template", str(problem)).replace("circle", "course")
+    return Problem(template, **getattr(problem, "fields", {}))
+
+
 def parse_course(text: str, source: str, path: Path | None = None) -> LoadedCourse:
     """Parse and validate course text; raises CourseError naming the field, session and line."""
     if len(text) > MAX_COURSE_CHARS:
@@ -295,7 +310,7 @@ def parse_course(text: str, source: str, path: Path | None = None) -> LoadedCour
     try:
         root, raw = compose_circle_yaml(text, source)
     except ScriptError as exc:  # the circle's bounds, said of a course
-        raise CourseError(source, [p.replace("circle", "course") for p in exc.problems]) from exc
+        raise CourseError(source, [_said_of_a_course(p) for p in exc.problems]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""

@@ -49,4 +49,19 @@ class LanguageName(str):
         return (str(self), self.code)
 
 
-__all__ = ["N_", "LanguageName", "Problem"]
+class PromptName(str):
+    """A prompt's English label in a problem ("Step 2 'share'") that remembers which prompt it
+    is (its device.language.PromptInfo), so a page can name the prompt in the reader's words."""
+
+    info: Any
+
+    def __new__(cls, info: Any) -> PromptName:
+        self = super().__new__(cls, info.label)
+        self.info = info
+        return self
+
+    def __getnewargs__(self) -> tuple[Any]:  # type: ignore[override]
+        return (self.info,)
+
+
+__all__ = ["N_", "LanguageName", "Problem", "PromptName"]

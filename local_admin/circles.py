@@ -27,7 +27,7 @@ from device.datafolder import DataFolder
 from device.fsutil import atomic_write_bytes
 from device.script import LoadedScript, ScriptError, parse_script
 from local_admin import backends, state, store
-from local_admin.i18n import carry_language, language_in_words, message_label, problem_text
+from local_admin.i18n import carry_language, error_text, language_in_words, message_label, problem_text
 from local_admin.i18n import gettext as _
 from local_admin.jobs import release_memory
 from local_admin.settings import save_layer
@@ -634,7 +634,7 @@ def _preview(form: dict, index: int, errors: dict) -> tuple[str | None, str | No
             del result
             release_memory()
     except (RenderError, VoiceNotFound, ValueError, OSError) as exc:
-        return None, _("could not make the sound: %(why)s", why=exc)
+        return None, _("could not make the sound: %(why)s", why=error_text(exc))
     key = manifest["prompts"]["preview"]["key"]
     return url_for("circles.audio", key=key), None
 
@@ -753,5 +753,6 @@ def job_json(job_id: str):
     if item is None:
         return jsonify(error=_("no such job")), 404
     data = item.as_dict()
+    data["message"] = problem_text(item.message)  # a renderer's refusal, in the reader's language
     data["edit_url"] = url_for("circles.edit", script_id=item.script)
     return jsonify(data)

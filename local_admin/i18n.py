@@ -176,14 +176,34 @@ def problem_text(problem: Any) -> Any:
     device.language) in the reader's language: its template translated, then its fields filled
     in, each said the same way (a language's name in the reader's words). Plain text, and
     None, come back as they are."""
-    from device.problems import LanguageName, Problem
+    from device.problems import LanguageName, Problem, PromptName
 
     if isinstance(problem, LanguageName):
         return language_in_words(problem.code)
+    if isinstance(problem, PromptName):
+        return prompt_label(problem.info)
     if not isinstance(problem, Problem):
         return problem
     fields = {name: problem_text(value) for name, value in problem.fields.items()}
     return gettext(problem.template, **fields) if fields else gettext(problem.template)
+
+
+def error_text(error: BaseException) -> str:
+    """Why rendering failed (audio.render.RenderError, a missing voice, a recording that cannot
+    be read), in the reader's language: the message when it is a Problem, else as it is (the
+    words of Piper or a decoder, technical detail only they give)."""
+    from audio.voices import VoiceNotFound
+    from device.problems import Problem
+
+    if isinstance(error, VoiceNotFound):
+        text = gettext("voice '%(voice)s' not found; available: %(available)s", voice=error.voice_id,
+                       available=", ".join(error.available) or gettext("(none)"))
+        return text + ("; " + gettext("also: %(problems)s", problems="; ".join(error.problems))
+                       if error.problems else "")
+    first = error.args[0] if error.args else None
+    if isinstance(first, Problem):
+        return problem_text(first)
+    return str(error) or type(error).__name__
 
 
 def prompt_problem_text(problem: Any) -> str:
@@ -290,6 +310,7 @@ __all__ = [
     "N_",
     "choose_language",
     "current_language",
+    "error_text",
     "gettext",
     "init_app",
     "language_choices",

@@ -30,6 +30,17 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def failure_message(error: BaseException) -> str:
+    """Why a job failed, as the job keeps it: the error's device.problems.Problem when it has one
+    (audio.render.RenderError), so the job page can say it in the reader's language
+    (local_admin.i18n.problem_text), else its text. Never the exception itself: its traceback
+    would keep the voice's memory alive."""
+    from device.problems import Problem
+
+    first = error.args[0] if error.args else None
+    return first if isinstance(first, Problem) else (str(error) or error.__class__.__name__)
+
+
 @dataclass
 class Job:
     id: str
@@ -40,7 +51,7 @@ class Job:
     total: int = 0
     current: str = ""
     reused: int = 0
-    message: str = ""
+    message: str = ""  # a Problem when the job failed with one: translate it where it is shown
     started: float = field(default_factory=time.time)
     finished: float | None = None
 
@@ -109,7 +120,7 @@ class RenderQueue:
             except Exception as exc:  # shown to the person who saved, nothing is lost
                 log.exception("render job %s failed", job.id)
                 job.state = "failed"
-                job.message = str(exc) or exc.__class__.__name__
+                job.message = failure_message(exc)
             finally:
                 job.finished = time.time()
                 release_memory()

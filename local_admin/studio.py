@@ -20,8 +20,8 @@ from device.fsutil import atomic_write_bytes
 from device.language import PromptInfo, prompt_infos
 from device.script import DEFAULT_MESSAGES, Recording, Script, ScriptError, parse_script
 from local_admin import state, store
+from local_admin.i18n import error_text, language_in_words, problem_text, prompt_label, prompt_problem_text
 from local_admin.i18n import gettext as _
-from local_admin.i18n import language_in_words, problem_text, prompt_label, prompt_problem_text
 from local_admin.i18n import lazy_gettext as _l
 
 bp = Blueprint("studio", __name__, url_prefix="/circles/<script_id>/studio")
@@ -237,7 +237,7 @@ def _render_one(script: Script, parts: tuple) -> tuple[str | None, str | None]:
                                        settings=_render_settings())
             manifest = json.loads(result.manifest_path.read_text(encoding="utf-8"))
     except (RenderError, VoiceNotFound, ValueError, OSError) as exc:
-        return None, _("could not make the sound: %(why)s", why=exc)
+        return None, _("could not make the sound: %(why)s", why=error_text(exc))
     return url_for("circles.audio", key=manifest["prompts"]["preview"]["key"]), None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -212,6 +213,8 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
         post("editor: circle in another language", f"/circles/{circle}/edit", in_swahili, status=400)
         get("studio", f"/circles/{circle}/studio/")
         get("box messages", "/system/messages/")
+        add_broken_pack(data_dir)
+        get("box messages: broken pack", "/system/messages/?language=sw")
         get("versions", f"/circles/{circle}/history")
         add_unsayable_course(data_dir)
         get("courses", "/courses/")
@@ -243,6 +246,11 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
         assert saved.status_code in (302, 303), saved.status_code
         assert app.extensions["circlebox"].renders.wait_idle()
         get("job", saved.headers["Location"])
+        refused = refuse_in_swahili(app, data_dir, circle)
+        get("job: render refused", f"/circles/jobs/{refused.id}")
+        live = client.get(f"/circles/jobs/{refused.id}.json", headers=headers).get_json()["message"]
+        html_tag = re.search(r'<html lang="[\w-]+">', pages["job: render refused"])[0]  # the same page, live
+        pages["job: render refused, as the page updates it"] = f"{html_tag}<p>{escape(live)}</p>"
         client.post("/logout", data={"csrf_token": token(client, "/panel/")}, headers=headers)
         get("login", "/login")
         guesser = app.test_client()  # another phone: its lockout leaves this one free to log in
@@ -261,6 +269,33 @@ def walk(tmp_path: Path, browser: str, setting: str = "auto") -> tuple[dict[str,
     finally:
         server.close()
     return pages, status, circle
+
+
+def add_broken_pack(data_dir: Path) -> None:
+    """A Swahili language pack of the box's own that names a recording it does not have."""
+    from device.datafolder import DataFolder
+    from device.fsutil import atomic_write_text
+
+    folder = DataFolder(data_dir).language_pack("sw")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "pack.yaml",
+                      "language: sw\nprompts:\n  sys:setup_code: {audio: sys-setup_code-1a2b3c4d5e.wav}\n")
+
+
+def refuse_in_swahili(app, data_dir: Path, circle: str):
+    """A save whose rendering the renderer itself refuses (audio.render.refuse_wrong_language:
+    the circle says it is Swahili, its voice speaks English): the job fails with that refusal.
+    The refusal comes before any rendering, so no Piper runs."""
+    from audio.render import refuse_wrong_language
+    from device.script import parse_script
+    from local_admin import store
+
+    english = parse_script(store.find_path(data_dir, circle).read_text(encoding="utf-8"), circle).script
+    script = english.model_copy(update={"language": "sw"})
+    st = app.extensions["circlebox"]
+    job = st.renders.submit(circle, 99, lambda job: refuse_wrong_language(script, st.config.voice_dirs))
+    assert st.renders.wait_idle() and job.state == "failed"
+    return job
 
 
 def add_unsayable_course(data_dir: Path) -> None:
@@ -373,6 +408,10 @@ PROBLEMS_SHOWN = {
                                            "The bus stop after session 2 uses the circle 'missing-stop'"],
         "courses": ["no voice on this box speaks Swahili (the language of course 'kikundi': en_US-joe-medium "
                     "speaks English)", "Sessions 1 to 3 use the circle 'no-such-circle', which this box"],
+        "job: render refused": ["prompt step:welcome: Step 1 'welcome': en_US-joe-medium speaks English; this "
+                                "circle is in Swahili", "(and 30 more prompts)"],
+        "box messages: broken pack": ["pack.yaml: sys:setup_code: the recording sys-setup_code-1a2b3c4d5e.wav "
+                                      "is not there"],
         "wrong password": ["That password is not right."],
         "locked out": ["Too many wrong tries. Wait 2 seconds, then try again."],
     },
@@ -387,6 +426,10 @@ PROBLEMS_SHOWN = {
                                            "L'arrêt de bus après la séance 2 utilise le cercle « missing-stop »"],
         "courses": ["aucune voix de ce boîtier ne parle swahili (la langue du parcours « kikundi » : "
                     "en_US-joe-medium parle anglais)", "Les séances 1 à 3 utilisent le cercle « no-such-circle »"],
+        "job: render refused": ["message step:welcome : Étape 1 « welcome » : en_US-joe-medium parle anglais ; ce "
+                                "cercle est en swahili", "(et 30 autres messages)"],
+        "box messages: broken pack": ["pack.yaml : sys:setup_code : l'enregistrement sys-setup_code-1a2b3c4d5e.wav "
+                                      "n'est pas là"],
         "locked out": ["Trop d'essais manqués. Attendez 2 secondes, puis réessayez."],
     },
     "sw": {
@@ -400,6 +443,9 @@ PROBLEMS_SHOWN = {
                                            "Kituo cha basi baada ya kikao 2 kinatumia mduara 'missing-stop'"],
         "courses": ["hakuna sauti kwenye kifaa hiki inayozungumza Kiswahili (lugha ya kozi 'kikundi': "
                     "en_US-joe-medium inazungumza Kiingereza)", "Vikao 1 hadi 3 vinatumia mduara 'no-such-circle'"],
+        "job: render refused": ["ujumbe step:welcome: Hatua ya 1 “welcome”: en_US-joe-medium inazungumza Kiingereza; "
+                                "mduara huu ni wa Kiswahili", "(na jumbe nyingine 30)"],
+        "box messages: broken pack": ["pack.yaml: sys:setup_code: rekodi sys-setup_code-1a2b3c4d5e.wav haipo"],
         "locked out": ["Majaribio mengi mno yamekosewa. Subiri sekunde 2, kisha ujaribu tena."],
     },
 }
@@ -470,3 +516,43 @@ def test_each_compiled_catalogue_matches_its_source(language):
     assert got == wanted, "run: pybabel compile -d local_admin/translations"
     assert all(all(s) if isinstance(s, tuple) else s for s in wanted.values()), "every message is translated"
     assert language in page_languages()
+
+
+@pytest.mark.parametrize(("language", "missing_voice", "missing_recording"), [
+    ("fr", "voix « no-such-voice » introuvable", "l'enregistrement gone.wav est introuvable dans"),
+    ("sw", "sauti 'no-such-voice' haipatikani", "rekodi gone.wav haipatikani katika"),
+])
+def test_the_studio_says_why_it_cannot_make_a_sound_in_the_readers_language(
+        tmp_path, language, missing_voice, missing_recording):
+    """The studio's Listen (studio._render_one) on a circle whose voice is gone, and on a take whose
+    file is gone: both refused before any Piper runs, and said in the reader's language."""
+    from device.script import Recording, load_script
+    from local_admin.studio import _render_one
+
+    app = make_app(tmp_path / "data")
+    circles = Path(__file__).resolve().parent.parent / "device" / "scripts"
+    script = load_script(circles / "three-step-circle.yaml").script
+    with app.test_request_context(headers={"Accept-Language": language}):
+        _url, no_voice = _render_one(script.model_copy(update={"voice": "no-such-voice"}), ("Karibu.",))
+        _url, no_take = _render_one(script, (Recording(audio="gone.wav"),))
+    assert missing_voice in no_voice and "not found" not in no_voice
+    assert missing_recording in no_take and "not found" not in no_take
+
+
+@pytest.mark.parametrize(("language", "words"), [
+    ("en", "a course has far fewer: check that the file is a course"),
+    ("fr", "un parcours en a bien moins : vérifiez que le fichier est un parcours"),
+    ("sw", "kozi ina vichache zaidi: hakikisha kwamba faili ni kozi"),
+])
+def test_a_course_file_too_big_to_read_is_said_in_the_readers_language(tmp_path, language, words):
+    """A course past the circle parser's bound (more YAML entries than any course has) is said
+    as a course, in the reader's language; the CLI's English is the same words."""
+    from device.course import CourseError, parse_course
+    from local_admin.i18n import problem_text
+
+    with pytest.raises(CourseError) as refused:
+        parse_course("course: big\nsessions: [" + "1," * 20_001 + "1]\n", "big.yaml")
+    assert "a course has far fewer: check that the file is a course" in str(refused.value)
+    app = make_app(tmp_path / "data")
+    with app.test_request_context(headers={"Accept-Language": language}):
+        assert words in problem_text(refused.value.problems[0])
