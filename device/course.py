@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from device.datafolder import SCRIPT_SUFFIXES, DataFolder, data_folder
 from device.problems import N_, Problem
-from device.script import MAX_PROBLEMS, STEP_ID, ScriptError, _line_of, compose_circle_yaml
+from device.script import MAX_PROBLEMS, STEP_ID, ScriptError, _line_of, compose_circle_yaml, read_text_file
 
 # A course is a short list: a few KB. Bounded before parsing, like a circle (device.script).
 MAX_COURSE_CHARS = 64 * 1024
@@ -335,13 +335,7 @@ def parse_course(text: str, source: str, path: Path | None = None) -> LoadedCour
 
 
 def load_course(path: Path) -> LoadedCourse:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CourseError(str(path), [Problem(N_("is not UTF-8 text"))]) from exc
-    except OSError as exc:
-        raise CourseError(str(path), [Problem(N_("cannot read: %(why)s"), why=str(exc.strerror))]) from exc
-    return parse_course(text, str(path), path)
+    return parse_course(read_text_file(path, CourseError), str(path), path)
 
 
 def packaged_courses_dir() -> Path:

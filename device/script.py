@@ -7,7 +7,7 @@ it, the line, because the person fixing it is a therapist in a text editor, not 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -653,14 +653,19 @@ def parse_script(text: str, source: str, path: Path | None = None) -> LoadedScri
     return LoadedScript(script=script, path=path, text=text)
 
 
-def load_script(path: Path) -> LoadedScript:
+def read_text_file(path: Path, error: Callable[[str, list[Problem]], Exception]) -> str:
+    """A circle's or a course's file as text; `error(source, problems)` (ScriptError, CourseError)
+    when it cannot be read or is not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ScriptError(str(path), [Problem(N_("is not UTF-8 text"))]) from exc
+        raise error(str(path), [Problem(N_("is not UTF-8 text"))]) from exc
     except OSError as exc:
-        raise ScriptError(str(path), [Problem(N_("cannot read: %(reason)s"), reason=exc.strerror)]) from exc
-    return parse_script(text, str(path), path)
+        raise error(str(path), [Problem(N_("cannot read: %(reason)s"), reason=exc.strerror)]) from exc
+
+
+def load_script(path: Path) -> LoadedScript:
+    return parse_script(read_text_file(path, ScriptError), str(path), path)
 
 
 def packaged_scripts_dir() -> Path:
