@@ -21,7 +21,8 @@ circle, its sounds, the usage store or the admin password is.
       current/voice/voices/       Piper voices a voice bundle installed (<id>.onnx + .onnx.json)
       current/language_pack/<lang>/  language packs a bundle installed (pack.yaml + WAVs)
       language-packs/<lang>/      the box's own language packs, recorded on the admin page
-      update/                     the updater's own state, staging and incoming copies
+      update/                     the updater's own state and incoming copies (a release is
+                                  unpacked in releases/.staging: a rename never crosses a mount)
       state/clock.json            the wall clock's high-water mark
       state/last-good/<id>.yaml   the last version of each circle that played
       state/course-<id>.json      where a course stands: the meeting the box plays next

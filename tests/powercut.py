@@ -585,7 +585,7 @@ def bundle_kills(directory: Path, kills: int, seed: int = 19, report: Report | N
     from test_update_helpers import Keys, good_bundle, make_box
 
     from device.update.installer import apply_bundle
-    from device.update.release import current_release, release_problems, releases_dir
+    from device.update.release import current_release, release_problems, releases_dir, staging_dir
     from device.update.state import load_state
 
     report = report or Report()
@@ -638,7 +638,7 @@ def bundle_kills(directory: Path, kills: int, seed: int = 19, report: Report | N
             rejected.append(version)
         state = load_state(root)
         got = state.installed.get("app")
-        left = [p.name for p in (root / "update" / "staging", root / "update" / "incoming") if p.exists()]
+        left = [p.name for p in (staging_dir(root), root / "update" / "incoming") if p.exists()]
         if (got is None or got.version != installed or current_release(root, "app") != f"app-{installed}"
                 or state.trial is not None or state.pending or state.rejected.get("app", []) != rejected
                 or release_problems(root / "current" / "app") or left):

@@ -18,7 +18,7 @@ from test_update_helpers import Keys, good_bundle, make_box
 
 from device.update import messages as M
 from device.update.installer import apply_bundle
-from device.update.release import current_release, release_problems, releases_dir
+from device.update.release import current_release, release_problems, releases_dir, staging_dir
 from device.update.state import load_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def assert_converged(root: Path, version: int, rejected: list[int]) -> None:
     assert state.rejected.get("app", []) == rejected
     assert current_release(root, "app") == f"app-{version}"
     assert release_problems(root / "current" / "app") == []
-    assert not (root / "update" / "staging").exists() and not (root / "update" / "incoming").exists()
+    assert not staging_dir(root).exists() and not (root / "update" / "incoming").exists()
     expected = {"app-1", "app-2"} if version == 2 else {"app-1"}
     assert {p.name for p in releases_dir(root).iterdir()} == expected
     assert not list((root / "current").glob(".*"))

@@ -4,6 +4,7 @@ what the box says while it works (fake clock: no wall-clock assertions)."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from test_update_helpers import (
@@ -18,7 +19,7 @@ from test_update_helpers import (
 
 from device.update import messages as M
 from device.update.installer import apply_bundle, finish_pending
-from device.update.release import current_release, release_problems, releases_dir
+from device.update.release import current_release, release_problems, releases_dir, staging_dir
 from device.update.state import load_last_result, load_state
 
 
@@ -43,7 +44,7 @@ def test_install_switches_and_keeps_previous(env):
     state = load_state(root)
     assert state.installed["app"].version == 2 and state.installed["app"].previous == "app-1"
     assert load_last_result(root)["code"] == M.UPDATED
-    assert not (root / "update" / "incoming").exists() and not (root / "update" / "staging").exists()
+    assert not (root / "update" / "incoming").exists() and not staging_dir(root).exists()
     # a third release prunes the first: only current and the rollback target stay on disk
     apply_bundle(good_bundle(tmp, keys, 3), box)
     assert sorted(p.name for p in releases_dir(root).iterdir()) == ["app-2", "app-3"]
@@ -265,3 +266,29 @@ def test_slow_self_test_is_not_silent_and_times_out(env):
     result = apply_bundle(good_bundle(tmp, keys, 1, files=files), box)
     assert result.code == M.SELF_TEST_FAILED and "longer than 2 s" in result.detail
     assert M.STILL_WORKING in announcer.codes
+
+
+def test_an_install_never_renames_across_the_sandboxs_mounts(env, monkeypatch):
+    """The root units' ReadWritePaths= make update/, releases/ and current/ separate mounts, and
+    Linux refuses a rename between two mounts (EXDEV), even on one disk: an install must rename
+    only inside one of them (found booting the image: every stick install failed with U15)."""
+    import errno
+    import os
+
+    keys, tmp, root = env
+    real_rename = os.rename
+
+    def rename_within_one_mount(src, dst, *args, **kwargs):
+        def mount_of(path) -> str:
+            return Path(path).resolve().relative_to(root.resolve()).parts[0]
+
+        if mount_of(src) != mount_of(dst):
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename_within_one_mount)
+    box = make_box(root, keys)
+    assert apply_bundle(good_bundle(tmp, keys, 1), box).code == M.UPDATED
+    assert apply_bundle(good_bundle(tmp, keys, 2), box).code == M.UPDATED
+    assert current_release(root, "app") == "app-2" and release_problems(root / "current" / "app") == []
+    assert sorted(p.name for p in releases_dir(root).iterdir()) == ["app-1", "app-2"]  # no staging left

@@ -10,7 +10,7 @@ from device.update import messages as M
 from device.update.announce import Narrator
 from device.update.box import Box, Result
 from device.update.crash import crashpoint
-from device.update.release import current_release, releases_dir, remove_tree, swap_current
+from device.update.release import current_release, releases_dir, remove_tree, staging_dir, swap_current
 from device.update.state import ReleaseRecord, Trial, load_state, raise_floor, save_state
 
 
@@ -145,8 +145,8 @@ def recover(box: Box, narr: Narrator) -> list[Result]:
     """Bring the box to a consistent state after any crash: clear temp files, finish an
     interrupted trial or rollback, point every link at its installed release, prune."""
     root = Path(box.root)
-    for leftover in ("incoming", "staging"):
-        remove_tree(root / "update" / leftover)
+    remove_tree(root / "update" / "incoming")
+    remove_tree(staging_dir(root))
     for tmp in (root / "current").glob(".*.new"):
         tmp.unlink()
     results = []

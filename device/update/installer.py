@@ -30,6 +30,7 @@ from device.update.release import (
     release_problems,
     releases_dir,
     remove_tree,
+    staging_dir,
 )
 from device.update.safefs import UnsafePath, check_private_dir
 from device.update.seams import UpdateLock
@@ -99,7 +100,7 @@ def extract(
     narr: Narrator,
 ) -> Path:
     """Stream the payload into a fresh staging dir, fsync it all, rename it into releases/."""
-    staging = Path(box.root) / "update" / "staging" / manifest.release_name
+    staging = staging_dir(box.root) / manifest.release_name
     remove_tree(staging)
     staging.mkdir(parents=True)
     total, done = max(1, manifest.total_size), 0
@@ -190,7 +191,7 @@ def install_local(local: Path, sha: str, box: Box, narr: Narrator) -> Result:
 
 
 def check_layout(root: Path) -> None:
-    """Root's own folders (state, staging, incoming, releases, current) are real directories
+    """Root's own folders (state, incoming, releases with its staging, current) are real directories
     that only root can write or rename, below a data folder nobody else can swap them in:
     UnsafePath otherwise (someone planted or opened one; docs/security.md)."""
     root = Path(root)
@@ -238,7 +239,7 @@ def apply_bundle(source: Path, box: Box, narr: Narrator | None = None, beneath: 
             result = Result(M.INTERNAL_ERROR, detail=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             remove_tree(Path(box.root) / "update" / "incoming")
-            remove_tree(Path(box.root) / "update" / "staging")
+            remove_tree(staging_dir(box.root))
         result = _with_bundle(result, Path(source).name)
         save_last_result(box.root, result.to_dict())
     return result

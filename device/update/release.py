@@ -23,6 +23,13 @@ def releases_dir(root: Path) -> Path:
     return Path(root) / "releases"
 
 
+def staging_dir(root: Path) -> Path:
+    """Where a release is unpacked before it is renamed into releases/: inside releases/, so the
+    rename never crosses a mount (the sandboxed units make update/, releases/ and current/
+    separate mounts, and a rename between them fails with EXDEV; found booting the image)."""
+    return releases_dir(root) / ".staging"
+
+
 def current_link(root: Path, kind: str) -> Path:
     return Path(root) / "current" / kind
 
