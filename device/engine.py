@@ -153,6 +153,7 @@ class RoundPhase(StrEnum):
 PAUSES = (State.PAUSED, State.HELP)  # the circle is held; the state it left is kept to come back to
 AT_REST = (State.IDLE, State.FINISHED)  # no circle is running
 PAUSE_BEFORE_SPEAKING_S = 1.0  # silence we wait for before a reminder or wrap-up: never talk over anyone
+MAX_QUEUED_ANNOUNCEMENTS = 4  # box messages waiting behind the one being said (update progress comes fast)
 LED_FOR_STATE = {
     State.IDLE: "idle", State.SPEAKING: "speaking", State.WAITING: "waiting", State.IN_ROUND: "listening",
     State.TIMER: "timer", State.PAUSED: "paused", State.HELP: "help", State.FINISHED: "idle",
@@ -245,6 +246,7 @@ class Engine:
         self._resume_how: str = "audio"  # "audio": ResumeAudio; "replay": play the current sound again
         self._seq: _Sequence | None = None
         self._suspended: _Sequence | None = None
+        self._announcement: _Sequence | None = None  # box messages being said (Announce)
         self._deadlines: dict[str, tuple[float, Callable[[], None]]] = {}
         self._explaining = False
         self._explain_from: State | None = None  # the state explain mode came from, to go back to
@@ -421,7 +423,18 @@ class Engine:
         if self.state not in AT_REST and self.state not in PAUSES:
             self._pause(State.PAUSED)
         self._log("announce", sounds=list(event.sounds))
+        said = self._announcement
+        if said is not None and self._seq is said:
+            # one is being said: the new words follow it whole, never cut it off ("Checking the
+            # up- Copying..."; the updater's steps come faster than speech; found in QEMU)
+            waiting = said.sounds[said.index + 1:]
+            for sound in event.sounds:
+                if sound not in waiting and len(waiting) < MAX_QUEUED_ANNOUNCEMENTS:
+                    said.sounds.append(sound)
+                    waiting.append(sound)
+            return
         self._interrupt_with(list(event.sounds))
+        self._announcement = self._seq
 
     def _handle_listening_changed(self, event: ListeningChanged) -> None:
         self.listening = event.available

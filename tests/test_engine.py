@@ -346,6 +346,23 @@ def test_announcements_only_when_no_circle_is_running_unless_urgent():
     assert eng.Play("sys:update_keep_power") in out and h.engine.state == eng.State.PAUSED
 
 
+def test_a_box_message_is_never_cut_off_by_the_next_one():
+    """The updater's steps come faster than speech: "Checking the update" must be said whole,
+    then "Copying", not cut off by it (heard in QEMU's WAV); a step already waiting is not said twice."""
+    h = Harness()
+    out = h._feed(eng.Announce(("update:S01",)), 0)
+    assert eng.Play("update:S01") in out
+    out = h._feed(eng.Announce(("update:S02",)), 0.2)
+    assert not any(isinstance(c, eng.Play) for c in out) and h.engine.playing == "update:S01"
+    h._feed(eng.Announce(("update:S02",)), 0.3)  # the same step again while it waits
+    h.at(2).finish_audio()
+    assert h.engine.playing == "update:S02"
+    h.at(3).finish_audio()
+    assert h.engine.playing is None
+    out = h._feed(eng.Announce(("update:S04",)), 9)  # nothing being said: at once
+    assert eng.Play("update:S04") in out
+
+
 def test_setup_code_chord_is_logged_not_acted_on_by_the_engine():
     h = Harness()
     h.press("setup_code")
