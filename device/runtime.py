@@ -57,6 +57,10 @@ from device.usage import SessionTally, UsageStore
 log = logging.getLogger("circlebox.runtime")
 RELOAD_CHECK_S = 2.0  # how often the box looks at its config and circle files for changes
 POLL_PLAYING_S = 0.01
+# Stopped (systemd restarts the box after every install) while a box message is being said:
+# finish it first, within systemd's 10 s stop timeout ("Installing. Keep the power on." was cut
+# off mid-word; heard in QEMU)
+FINISH_MESSAGE_S = 6.0
 IDLE_WAKE_S = 0.25
 CONTROL_WAIT_S = 1.5  # a control request waits this long for the box's thread (the client waits 2 s)
 MIC_RETRY_S = 10.0
@@ -595,6 +599,17 @@ class Runtime:
             if self._has_pending() and self._between_circles():
                 self._guarded(self.apply_pending)
             self._publish()
+        self._finish_box_message()
+
+    def _finish_box_message(self) -> None:
+        """A box message (setup code, update progress) being said at rest is said to its end,
+        for at most FINISH_MESSAGE_S; a circle's own sound is not waited for."""
+        box, end = self.box, time.monotonic() + FINISH_MESSAGE_S
+        while box.engine.state in AT_REST and box.engine.playing is not None and time.monotonic() < end:
+            items = []
+            with contextlib.suppress(queue.Empty):
+                items.append(box.inbox.get(timeout=POLL_PLAYING_S))
+            self.pump.turn(items)
 
     def _guarded(self, work: Callable[[], Any]) -> None:
         """Settings work must never stop a circle: a failure is a fault line, the loop goes on."""

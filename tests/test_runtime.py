@@ -271,3 +271,24 @@ def test_render_paths_refresh_a_set_made_with_other_settings_but_the_runtime_sti
     assert before["meta"]["loudness_lufs"] == -18.0 and after["meta"]["loudness_lufs"] == -20.0
     assert {p["key"] for p in after["prompts"].values()}.isdisjoint({p["key"] for p in before["prompts"].values()})
     load_circle(loaded, cache)
+
+
+def test_a_box_message_being_said_is_finished_before_the_box_stops(box_data):
+    """The updater restarts the box after every install, while "Installing. Keep the power on."
+    may still be said: the message ends whole, then the box stops (heard cut off in QEMU)."""
+    runtime = start_runtime(box_data)
+    loop = threading.Thread(target=runtime.run, daemon=True)
+    loop.start()
+    client = ControlClient(socket_path(box_data))
+    try:
+        assert client.announce(["update:S04"])["ok"]
+        for _ in range(200):
+            if client.status().get("playing") == "update:S04":
+                break
+            time.sleep(0.01)
+        assert client.status()["playing"] == "update:S04"
+    finally:
+        runtime.stop()
+        loop.join(15)
+        runtime.close()
+    assert runtime.box.engine.playing is None  # said to its end, not cut off by the stop
