@@ -92,8 +92,9 @@ def test_a_plugged_stick_installs_through_udev_with_spoken_progress(box, stick, 
     assert re.search(r"^Finished circlebox-usb-import", log, re.M) and '"write_error"' not in log, log
     codes = [code for code in ("S01", "S02", "S04", "U00", "S07", "S03") if f"[{code}]" in log]
     assert codes == ["S01", "S02", "S04", "U00", "S07", "S03"], log
-    output = speaker_samples(box.wav, rate, since)
-    scores = {name: heard(output, system[f"system {name}"], rate) for name in SPOKEN}
+    # the box says its messages one after another, whole: the last ("Remove the stick") is
+    # still being said when the import has finished, so each is waited for
+    scores = {name: wait_heard(box, system, f"system {name}", rate, since, timeout=30.0) for name in SPOKEN}
     assert all(score >= MATCH for score in scores.values()), \
         f"not every update message was heard: {scores}; best: {played_summary(box, system, rate, since)}"
 
