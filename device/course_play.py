@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,20 +160,31 @@ def no_voice_problem(course_id: str, language: str | None, spoken: Any) -> Probl
                       "it said"), **fields)
 
 
+def announcement_manifests(course: Any, data: Path | DataFolder) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each readable announcement set of `course`, with the cache it is in: the box's own cache
+    first, then the installed release's (the runtime plays from them, the admin page shows them)."""
+    from device.content import manifest_path
+
+    folder = data_folder(data)
+    for cache in (folder.cache, folder.installed_cache):
+        try:
+            manifest = json.loads(manifest_path(cache, announcement_set(course.course)).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict):
+            yield Path(cache), manifest
+
+
 def announcement_pcm(course: Any, meeting: Any, data: Path | DataFolder, sample_rate: int) -> bytes:
     """The rendered announcement of `meeting`, from the box's cache (or the installed release's).
     Raises AnnouncementMissing in plain words."""
     from audio.cache import CacheError, read_wav_pcm
-    from device.content import manifest_path
 
-    folder = data_folder(data)
     fix = f"run `circlebox render --course {course.course}`"
     want = announcement_fingerprint(course)
     problem = f"the announcement of course '{course.course}' is not rendered: {fix}"
-    for cache in (folder.cache, folder.installed_cache):
-        path = manifest_path(cache, announcement_set(course.course))
+    for cache, manifest in announcement_manifests(course, data):
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
             if manifest.get("meta", {}).get("prompts_sha256") == want and manifest["meta"].get("no_voice"):
                 raise AnnouncementMissing(manifest["meta"]["no_voice"])
             entry = manifest["prompts"][announcement_prompt(meeting.index)]
@@ -313,7 +325,8 @@ def ensure_course_rendered(course: Any, config: Config, data: Path | DataFolder,
 
 
 __all__ = ["BUS_STOP_SOUND", "SESSION_SOUND", "AnnouncementMissing", "CoursePlay", "MeetingCircle",
-           "announcement_fingerprint", "announcement_pcm", "announcement_prompt", "announcement_prompts",
+           "announcement_fingerprint", "announcement_manifests", "announcement_pcm", "announcement_prompt",
+           "announcement_prompts",
            "announcement_set", "announcement_voice", "circle_for_box", "course_play", "course_status",
            "ensure_course_rendered", "intro_sound", "load_meeting", "play_for", "render_announcements",
            "session_fields"]

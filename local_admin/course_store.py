@@ -106,19 +106,13 @@ def stored_position(data: DataFolder, course: Any) -> tuple[int, set[int]]:
 
 
 def _announcement_meta(course: Any, data: DataFolder) -> dict[str, Any] | None:
-    """The meta of the course's announcement set made for this text, in the box's cache or the
-    installed release's (device.course_play names the set and its key), else None."""
-    import json
-
-    from device.content import manifest_path
-    from device.course_play import announcement_fingerprint, announcement_set
+    """The meta of the course's announcement set made for this text (device.course_play finds
+    the sets and names their key), else None."""
+    from device.course_play import announcement_fingerprint, announcement_manifests
 
     want = announcement_fingerprint(course)
-    for cache in (data.cache, data.installed_cache):
-        try:
-            meta = json.loads(manifest_path(cache, announcement_set(course.course)).read_text(encoding="utf-8"))["meta"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+    for _cache, manifest in announcement_manifests(course, data):
+        meta = manifest.get("meta")
         if isinstance(meta, dict) and meta.get("prompts_sha256") == want:
             return meta
     return None
