@@ -246,7 +246,9 @@ def phone_server(tmp_path):
 
 
 def fits_the_screen(page) -> bool:
-    """Nothing on the page is wider than the phone (no sideways scrolling, nothing cut off)."""
+    """Nothing on the page is wider than the phone (no sideways scrolling, nothing cut off),
+    measured once the page and its styles have loaded (under load it was once measured before)."""
+    page.wait_for_load_state("load")
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
