@@ -97,7 +97,9 @@ def copy(script_id: str):
         abort(404)
     new_id = request.form.get("new_id", "").strip()
     errors = {}
-    if not store.valid_id(new_id):
+    if not new_id:
+        errors["new_id"] = _("give the circle a short name, like my-circle")
+    elif not store.valid_id(new_id):
         errors["new_id"] = _("use lower-case letters, digits, - and _ (up to 40), like my-circle")
     elif store.find_path(st.data_dir, new_id):
         errors["new_id"] = _("there is already a circle called %(name)s", name=new_id)
@@ -398,7 +400,9 @@ def _build(form: dict, is_new: bool, script_id: str | None,
         base = store.raw_dict(store.working_text(st.data_dir, script_id) or "")
         form["script"] = script_id
     if is_new:
-        if not store.valid_id(form["script"]):
+        if not form["script"]:
+            errors["script"] = _("give the circle a short name, like my-circle")
+        elif not store.valid_id(form["script"]):
             errors["script"] = _("use lower-case letters, digits, - and _ (up to 40), like my-circle")
         elif store.find_path(st.data_dir, form["script"]):
             errors["script"] = _("there is already a circle called %(name)s; choose another name",

@@ -185,7 +185,9 @@ def copy(course_id: str):
         abort(404)
     new_id = request.form.get("new_id", "").strip()
     errors: dict[str, str] = {}
-    if not course_store.valid_id(new_id):
+    if not new_id:
+        errors["new_id"] = _("give the course a short name, like my-course")
+    elif not course_store.valid_id(new_id):
         errors["new_id"] = _("use lower-case letters, digits, - and _ (up to 40), like my-course")
     elif _resolve(new_id) is not None or course_store.own_path(state().data_dir, new_id).exists():
         errors["new_id"] = _("there is already a course called %(name)s", name=new_id)
@@ -255,7 +257,16 @@ def _editor(form: dict, *, is_new: bool, errors: dict | None = None, general: li
         numbers=_session_numbers(form),
         focus=focus,
         base_messages=bool(base and base.get("messages")),
+        add_default=_add_default(form, circles),
     ), status
+
+
+def _add_default(form: dict, circles: list[tuple[str, str]]) -> str:
+    """The circle "Add a session" offers first: the last session's, else any but the bus stop's."""
+    if form["sessions"] and form["sessions"][-1]["circle"]:
+        return form["sessions"][-1]["circle"]
+    others = [cid for cid, _title in circles if cid != form.get("bus_stop_circle")]
+    return others[0] if others else ""
 
 
 def _session_numbers(form: dict) -> list[str]:
@@ -283,7 +294,9 @@ def _handle_post(course_id: str | None):
     base = course_store.raw_dict(_saved_text(course_id) if course_id else "")
     errors: dict[str, str] = {}
     if is_new:
-        if not course_store.valid_id(form["course"]):
+        if not form["course"]:
+            errors["course"] = _("give the course a short name, like my-course")
+        elif not course_store.valid_id(form["course"]):
             errors["course"] = _("use lower-case letters, digits, - and _ (up to 40), like my-course")
         elif _resolve(form["course"]) is not None or course_store.own_path(st.data_dir, form["course"]).exists():
             errors["course"] = _("there is already a course called %(name)s; choose another name",

@@ -182,6 +182,7 @@ def test_problems_are_shown_next_to_their_field_and_nothing_is_saved(client, dat
         ([("three-step-circle", "2", True), ("three-step-circle", "1", False)], {"bus_stop_circle": "missing-stop"},
          "bus_stop_circle", "The bus stop after session 2 uses the circle 'missing-stop'"),
         ([("three-step-circle", "1", False)], {"course": "Bad Name"}, "course", "lower-case letters"),
+        ([("three-step-circle", "1", False)], {"course": ""}, "course", "give the course a short name"),
         ([("three-step-circle", "1", False)], {"course": SAMPLE}, "course", "already a course called support-group"),
     ]
     for rows, extra, field, words in cases:
@@ -192,6 +193,18 @@ def test_problems_are_shown_next_to_their_field_and_nothing_is_saved(client, dat
         message = text_of(html.split(f'id="err-{field}"')[1].split("</span>")[0])
         assert words in message, (field, message)
     assert not DataFolder(data_dir).courses.exists() or not any(DataFolder(data_dir).courses.iterdir())
+
+
+def test_add_a_session_offers_the_last_sessions_circle_not_the_bus_stop(client, data_dir):
+    html = client.get("/courses/new").get_data(as_text=True)
+    chooser = html.split('id="new_circle"')[1].split("</select>")[0]
+    assert 'value="bus-stop" selected' not in chooser
+    assert " selected" in chooser  # some ordinary circle is offered first
+    tok = token(client, "/courses/new")
+    added = client.post("/courses/new", data=course_form(tok, [("three-step-circle", "2", False)], op="add",
+                                                         new_circle="three-step-circle"))
+    chooser = added.get_data(as_text=True).split('id="new_circle"')[1].split("</select>")[0]
+    assert 'value="three-step-circle" selected' in chooser
 
 
 def test_a_packaged_course_is_copied_to_be_edited(client, data_dir):

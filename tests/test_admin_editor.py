@@ -128,6 +128,13 @@ def test_validation_errors_are_shown_at_the_field_and_nothing_is_saved(
     assert not (data_dir / "scripts" / "new-circle.yaml").exists() and render.calls == []
 
 
+def test_a_new_circle_without_a_short_name_is_asked_for_one(client, data_dir, render):
+    response = client.post("/circles/new", data=form(token(client, "/circles/new"), three_steps(), script=""))
+    assert response.status_code == 400
+    message = response.get_data(as_text=True).split('id="err-script"')[1].split("</span>")[0]
+    assert "give the circle a short name" in message and render.calls == []
+
+
 def test_numbers_unknown_voice_and_bad_names_are_refused(app, client, data_dir):
     steps = three_steps()
     steps[1]["s1_max_s"] = "two minutes"

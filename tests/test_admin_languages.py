@@ -79,7 +79,7 @@ class _Texts(HTMLParser):
 
 
 def normal(text: str) -> str:
-    return " ".join(text.split()).strip(" :.()◯■●▶✓＋🎙“”")
+    return " ".join(text.split()).strip(" :.()◯■●▶✓＋+🎙“”")
 
 
 def segments(html: str) -> tuple[set[str], dict]:
