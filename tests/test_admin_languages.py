@@ -518,6 +518,30 @@ def test_each_compiled_catalogue_matches_its_source(language):
     assert language in page_languages()
 
 
+# One word for each thing the page names, as a reader finds it in the menu and on the buttons:
+# a second word for "box" or "circle" reads as a second thing (and a button quoted in another
+# word cannot be found). Where the English means something else ("tick the box"), it is allowed.
+TERMS = {
+    "fr": {"box": ("boîtier", ("boîte ", "appareil")), "circle": ("cercle", ())},
+    "sw": {"box": ("kifaa", ("kisanduku",)), "circle": ("mduara", (" duara", "Duara"))},
+}
+OTHER_MEANING = {"Tick the box to confirm deleting."}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_thing_has_one_name_in_each_language(language):
+    with (TRANSLATIONS / language / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        catalog = read_po(po)
+    mixed = []
+    for message in catalog:
+        if not message.id or message.id in OTHER_MEANING:
+            continue
+        texts = message.string if isinstance(message.string, tuple) else (message.string,)
+        for _thing, (_word, other_words) in TERMS[language].items():
+            mixed += [f"{message.id!r}: {text!r}" for text in texts if any(o in text for o in other_words)]
+    assert not mixed, "a second word for one thing:\n" + "\n".join(mixed)
+
+
 @pytest.mark.parametrize(("language", "missing_voice", "missing_recording"), [
     ("fr", "voix « no-such-voice » introuvable", "l'enregistrement gone.wav est introuvable dans"),
     ("sw", "sauti 'no-such-voice' haipatikani", "rekodi gone.wav haipatikani katika"),
