@@ -542,6 +542,18 @@ def test_each_thing_has_one_name_in_each_language(language):
     assert not mixed, "a second word for one thing:\n" + "\n".join(mixed)
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_button_quoted_in_a_sentence_is_quoted_by_its_translated_name(language):
+    """'Press “Use on the box”' must quote the button as the reader's page labels it."""
+    with (TRANSLATIONS / language / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        table = {m.id: m.string for m in read_po(po) if isinstance(m.id, str) and m.id}
+    quoted = re.compile(r'[“"«]\s?([^”"»]+?)\s?[”"»]')
+    wrong = [f"{sentence!r} quotes {name!r} as something other than {table[name]!r}"
+             for sentence, translated in table.items() for name in quoted.findall(sentence)
+             if name in table and table[name] not in quoted.findall(translated)]
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize(("language", "missing_voice", "missing_recording"), [
     ("fr", "voix « no-such-voice » introuvable", "l'enregistrement gone.wav est introuvable dans"),
     ("sw", "sauti 'no-such-voice' haipatikani", "rekodi gone.wav haipatikani katika"),
