@@ -1,4 +1,5 @@
 """Recordings (WAV, MP3, OGG, FLAC): length checked from the header, then decoded in chunks.
+Phones' own formats (M4A, 3GP, WebM) go to audio.phone_decode, for the admin page's studio only.
 
 A compressed file says little about how much sound it holds: 0.67 MB of FLAC can be an hour of
 tone, 3 GB once decoded whole to float64. So the length is read from the header first (nothing
@@ -14,6 +15,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from device.problems import N_, Problem
+
 if TYPE_CHECKING:  # numpy and soundfile load when a recording is decoded, not on import
     import numpy as np
 
@@ -25,26 +28,41 @@ _UNKNOWN_LENGTH = 1 << 62  # libsndfile's frame count when the header does not s
 
 
 class RecordingError(ValueError):
-    """A recording that cannot be used; the message says why in plain words."""
+    """A recording that cannot be used; the message (a Problem, said in the reader's language on
+    the admin page) says why in plain words."""
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} seconds"
+def empty_recording() -> Problem:
+    """One message for both decoders."""
+    return Problem(N_("this recording is empty"))
 
 
 def _too_long(seconds: float | None, max_seconds: float) -> RecordingError:
-    length = f"is {_minutes(seconds)} long" if seconds is not None else "runs on"
-    return RecordingError(
-        f"this recording {length}; one recording may be at most {_minutes(max_seconds)}: "
-        "cut it into shorter pieces, one for each step"
-    )
+    """Too long, in minutes for the box's limit and in seconds for a short one (a take's limit)."""
+    in_minutes = max_seconds >= 90
+    unit = 60 if in_minutes else 1
+    limit = f"{max_seconds / unit:.0f}"
+    if seconds is None:
+        template = (N_("this recording runs on; one recording may be at most %(limit)s minutes: cut it into "
+                       "shorter pieces, one for each step") if in_minutes else
+                    N_("this recording runs on; one recording may be at most %(limit)s seconds: cut it into "
+                       "shorter pieces, one for each step"))
+        return RecordingError(Problem(template, limit=limit))
+    template = (N_("this recording is %(length)s minutes long; one recording may be at most %(limit)s minutes: "
+                   "cut it into shorter pieces, one for each step") if in_minutes else
+                N_("this recording is %(length)s seconds long; one recording may be at most %(limit)s seconds: "
+                   "cut it into shorter pieces, one for each step"))
+    return RecordingError(Problem(template, length=f"{seconds / unit:.0f}", limit=limit))
 
 
 def decode_mono(
-    source: str | Path | BinaryIO, target_rate: int, *, max_seconds: float = MAX_RECORDING_S
+    source: str | Path | BinaryIO, target_rate: int, *, max_seconds: float = MAX_RECORDING_S,
+    phone_formats: bool = False,
 ) -> np.ndarray:
     """The recording as mono float32 samples at `target_rate`, never longer than `max_seconds`.
 
+    With `phone_formats` (the admin page's studio only), a file soundfile cannot open (M4A, 3GP,
+    WebM...) is read by FFmpeg in a child process (audio.phone_decode); the runtime never asks.
     Raises RecordingError (a ValueError) when the file is not sound, too long, empty or damaged.
     """
     import numpy as np
@@ -53,16 +71,17 @@ def decode_mono(
     try:
         sound = soundfile.SoundFile(source if not isinstance(source, Path) else str(source))
     except Exception as exc:  # libsndfile's own words are for technicians: keep them after ours
-        raise RecordingError(
-            f"this file cannot be read as sound ({type(exc).__name__}); save it again as WAV or MP3"
-        ) from exc
+        if phone_formats:
+            from audio.phone_decode import decode_phone_recording
+
+            return decode_phone_recording(_all_bytes(source), target_rate, max_seconds)
+        raise RecordingError(Problem(N_("this file cannot be read as sound (%(detail)s); save it again as WAV or MP3"),
+                                     detail=type(exc).__name__)) from exc
     with sound:
         rate, channels, frames = int(sound.samplerate), int(sound.channels), int(sound.frames)
         if not MIN_RATE <= rate <= MAX_RATE or not 1 <= channels <= MAX_CHANNELS:
-            raise RecordingError(
-                f"this recording has an unusual format ({rate} Hz, {channels} channels); "
-                "save it again as WAV or MP3"
-            )
+            raise RecordingError(Problem(N_("this recording has an unusual format (%(rate)s Hz, %(channels)s "
+                                            "channels); save it again as WAV or MP3"), rate=rate, channels=channels))
         limit_frames = math.ceil(max_seconds * rate)
         if limit_frames < frames < _UNKNOWN_LENGTH:  # the header says so: nothing decoded
             raise _too_long(frames / rate, max_seconds)
@@ -79,24 +98,30 @@ def decode_mono(
                 if decoded > limit_frames:  # a header that did not say, or said too little
                     raise _too_long(None, max_seconds)
                 if not np.all(np.isfinite(block)):  # a float WAV can hold NaN or infinity
-                    raise RecordingError(
-                        "this recording is damaged (some samples are not numbers); "
-                        "save it again as WAV or MP3"
-                    )
+                    raise RecordingError(Problem(N_("this recording is damaged (some samples are not numbers); "
+                                                    "save it again as WAV or MP3")))
                 mono = block.mean(axis=1, dtype=np.float32)
                 out.add(resampler.resample_chunk(mono) if resampler else mono)
         except RecordingError:
             raise
         except Exception as exc:  # a file damaged part way through
-            raise RecordingError(
-                f"this recording is damaged part way through ({type(exc).__name__}); "
-                "save it again as WAV or MP3"
-            ) from exc
+            raise RecordingError(Problem(N_("this recording is damaged part way through (%(detail)s); save it "
+                                            "again as WAV or MP3"), detail=type(exc).__name__)) from exc
         if resampler is not None:
             out.add(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     if decoded == 0:
-        raise RecordingError("this recording is empty")
+        raise RecordingError(empty_recording())
     return out.samples()
+
+
+def _all_bytes(source: str | Path | BinaryIO) -> bytes:
+    """The whole file, from its start (soundfile may have read part of it)."""
+    if isinstance(source, str | Path):
+        return Path(source).read_bytes()
+    if hasattr(source, "getvalue"):
+        return source.getvalue()
+    source.seek(0)
+    return source.read()
 
 
 class _Output:

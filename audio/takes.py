@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import PurePath
 
 import numpy as np
 
 from audio import loudness
 from audio.recording import MAX_RECORDING_S, RecordingError, decode_mono
+from device.problems import N_, Problem
 
 FRAME_S = 0.02  # the trimming looks at the sound 20 ms at a time
 SILENCE_BELOW_PEAK_DB = 40.0  # a frame this far under the loudest one is silence
@@ -24,8 +24,6 @@ MIN_SPEECH_S = 0.3
 TOO_QUIET_DBFS = -45.0  # the loudest frames of a usable take are well above this
 CLIPPED_AT = 0.999
 CLIPPED_FRACTION = 0.002  # more samples than this at full scale: the phone was too close
-# Phone recorders that save in formats the box cannot decode (no ffmpeg on the box).
-UNREADABLE = {".m4a": "M4A", ".aac": "AAC", ".3gp": "3GP", ".amr": "AMR", ".webm": "WebM", ".mp4": "MP4"}
 
 
 class TakeError(ValueError):
@@ -66,31 +64,29 @@ def trim_silence(x: np.ndarray, rate: int) -> np.ndarray:
 
 
 def make_take(data: bytes, filename: str, rate: int, loudness_lufs: float,
-              max_seconds: float = MAX_RECORDING_S) -> Take:
-    """Check and convert an uploaded recording; raises TakeError saying what is wrong."""
-    suffix = PurePath(filename or "").suffix.lower()
+              max_seconds: float = MAX_RECORDING_S, *, phone_formats: bool = False) -> Take:
+    """Check and convert an uploaded recording; raises TakeError saying what is wrong. The format
+    is found from the file's content, not from `filename` (phones name files as they like).
+    `phone_formats` (the admin page only): M4A, 3GP, WebM... too, read by FFmpeg in a child."""
     if len(data) < 100:
-        raise TakeError("this file is empty or too short to be a recording: record it again")
+        raise TakeError(Problem(N_("this file is empty or too short to be a recording: record it again")))
     try:
-        raw = decode_mono(io.BytesIO(data), rate, max_seconds=max_seconds)
-    except RecordingError as exc:
-        if suffix in UNREADABLE:
-            raise TakeError(
-                f"this phone saved the recording as {UNREADABLE[suffix]}, which the box cannot read: "
-                "use the Record button on this page, or a recorder that saves WAV, MP3 or OGG") from exc
-        raise TakeError(str(exc)) from exc
+        raw = decode_mono(io.BytesIO(data), rate, max_seconds=max_seconds, phone_formats=phone_formats)
+    except RecordingError as exc:  # its message as it is (a Problem stays one, for the page to translate)
+        raise TakeError(exc.args[0] if exc.args else str(exc)) from exc
     x = np.asarray(raw, dtype=np.float32)
     if not np.any(np.abs(x) > 1e-4):
-        raise TakeError("this recording is silent: check that the microphone is not covered, and record again")
+        raise TakeError(Problem(N_("this recording is silent: check that the microphone is not covered, "
+                                   "and record again")))
     clipped = float(np.mean(np.abs(x) >= CLIPPED_AT))
     if clipped > CLIPPED_FRACTION:
-        raise TakeError("this recording is clipped (too loud, it crackles): hold the phone a little "
-                        "further from your mouth and record again")
+        raise TakeError(Problem(N_("this recording is clipped (too loud, it crackles): hold the phone a little "
+                                   "further from your mouth and record again")))
     if float(_frame_db(x, max(1, int(FRAME_S * rate))).max()) < TOO_QUIET_DBFS:
-        raise TakeError("this recording is too quiet: hold the phone closer, speak up, and record again")
+        raise TakeError(Problem(N_("this recording is too quiet: hold the phone closer, speak up, and record again")))
     start, end = speech_bounds(x, rate)
     if (end - start) / rate < MIN_SPEECH_S:
-        raise TakeError("this recording is shorter than a third of a second: record the whole prompt")
+        raise TakeError(Problem(N_("this recording is shorter than a third of a second: record the whole prompt")))
     words = trim_silence(x, rate)
     out = loudness.normalise(words, rate, loudness_lufs)
     from audio.cache import wav_bytes

@@ -539,7 +539,7 @@ def _take_uploads(form: dict, errors: dict) -> dict[str, _Upload]:
         try:
             name, wav = prepare_recording(upload.read(), upload.filename, form["script"] or "circle", prompt_name)
         except ValueError as exc:
-            errors[f"{key}_recording"] = str(exc)
+            errors[f"{key}_recording"] = error_text(exc)
             continue
         if isinstance(slot, int):
             pending[name] = _Upload(slot, wav, form["steps"][slot]["text"])

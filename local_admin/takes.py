@@ -11,6 +11,7 @@ from flask import flash, request
 
 from audio.recording import MAX_RECORDING_S
 from local_admin import state
+from local_admin.i18n import error_text
 from local_admin.i18n import gettext as _
 
 
@@ -26,7 +27,8 @@ def make_ready(data: bytes, filename: str) -> ReadyTake:
     from audio.takes import make_take
 
     audio = state().config.audio
-    take = make_take(data, filename, audio.sample_rate, audio.loudness_lufs, max_seconds=MAX_RECORDING_S)
+    take = make_take(data, filename, audio.sample_rate, audio.loudness_lufs, max_seconds=MAX_RECORDING_S,
+                     phone_formats=True)  # a phone's own recorder: M4A, 3GP, WebM (audio.phone_decode)
     return ReadyTake(take.wav, hashlib.sha256(take.wav).hexdigest())
 
 
@@ -39,8 +41,8 @@ def uploaded_take(label: str) -> ReadyTake | None:
         return None
     try:
         return make_ready(upload.read(), upload.filename)
-    except ValueError as exc:
-        flash(_("%(prompt)s: %(why)s", prompt=label, why=exc), "error")
+    except ValueError as exc:  # error_text: a Problem (phone_decode's refusals) in the reader's words
+        flash(_("%(prompt)s: %(why)s", prompt=label, why=error_text(exc)), "error")
         return None
 
 

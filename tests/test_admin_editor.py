@@ -313,7 +313,7 @@ def test_uploaded_recording_is_checked_decoded_and_normalised(app, client, data_
     html = client.post("/circles/new", data=bad, content_type="multipart/form-data").get_data(
         as_text=True
     )
-    assert 'id="err-s0_recording"' in html and "cannot be read as sound" in html
+    assert 'id="err-s0_recording"' in html and "could not be read: the file is damaged, or is not a recording" in html
     wrong_type = form(tok, steps, op="check")
     wrong_type["s0_recording"] = (io.BytesIO(b"x" * 500), "notes.txt")
     html = client.post(

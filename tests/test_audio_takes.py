@@ -67,6 +67,7 @@ def test_a_take_too_long_is_refused_from_its_header():
         make_take(wav(speechlike(3.0)), "t.wav", 22050, -18.0, max_seconds=2.0)
 
 
-def test_a_phone_format_the_box_cannot_read_says_what_to_do():
-    with pytest.raises(TakeError, match=r"saved the recording as M4A.*Record button"):
-        make_take(b"\0\0\0\x18ftypM4A " + bytes(200), "voice.m4a", 22050, -18.0)
+def test_a_damaged_phone_recording_says_what_to_do():
+    """An M4A header with nothing after it: FFmpeg (in its child process) cannot read it."""
+    with pytest.raises(TakeError, match=r"could not be read: the file is damaged.*record it again.*moov atom"):
+        make_take(b"\0\0\0\x18ftypM4A " + bytes(200), "voice.m4a", 22050, -18.0, phone_formats=True)

@@ -47,8 +47,20 @@ def write_the_circle(phone, box) -> None:
     phone.fill("#s1_text", "Kila mtu aseme jambo moja kutoka leo.")
 
 
+def as_m4a(wav: Path) -> Path:
+    """The recording as an iPhone's Voice Memos saves it: AAC in M4A (PyAV's encoder)."""
+    import soundfile
+    from phone_audio import encode
+
+    x, rate = soundfile.read(str(wav), dtype="float32")
+    m4a = wav.with_suffix(".m4a")
+    m4a.write_bytes(encode(x if x.ndim == 1 else x.mean(axis=1), "ipod", "aac", rate))
+    return m4a
+
+
 def record_every_prompt(phone, box, work: Path) -> dict[str, str]:
-    """In the studio, each prompt recorded through its file input and sent; prompt -> words."""
+    """In the studio, each prompt recorded through its file input and sent; prompt -> words.
+    The first take comes as M4A (a phone's own recorder), the others as WAV."""
     said: dict[str, str] = {}
     prompts = phone.locator("li.prompt")
     count = prompts.count()
@@ -57,7 +69,8 @@ def record_every_prompt(phone, box, work: Path) -> dict[str, str]:
         pid = item.get_attribute("data-prompt")
         words = item.locator("textarea[name=words]").input_value().strip() or f"Ujumbe wa sanduku namba {i + 1}."
         item.locator("textarea[name=words]").fill(words)
-        item.locator("input[data-take]").set_input_files(str(spoken(words, work / f"take-{i}.wav")))
+        take = spoken(words, work / f"take-{i}.wav")
+        item.locator("input[data-take]").set_input_files(str(as_m4a(take) if i == 0 else take))
         item.get_by_role("button", name="Send this recording").click()
         phone.wait_for_load_state()
         assert "recorded" in flash_text(phone), f"{pid}: the studio answered {flash_text(phone)!r}"
