@@ -161,7 +161,7 @@ def take(script_id: str):
     row = _row(script_id, prompt_id)
     words = " ".join(request.form.get("words", "").split())[:4000]
     back = url_for("studio.studio", script_id=script_id) + f"#{row.anchor}"
-    ready = uploaded_take(row.info.label)
+    ready = uploaded_take(prompt_label(row.info))
     if ready is None:
         return redirect(back)
     name = recording_name(script_id, prompt_id.replace(":", "-"), ready.digest)

@@ -90,6 +90,8 @@ def test_a_refusal_in_the_studio_is_said_in_the_readers_language(tmp_path, langu
     page = _take(client, "step:karibu", make(), name="take").get_data(as_text=True)
     assert words in page, page[-2000:]
     assert detail in page  # the technical detail, after the plain words
+    step = {"en": "Step 1 &#39;karibu&#39;: ", "fr": "Étape 1 « karibu » : ", "sw": "Hatua ya 1 “karibu”: "}
+    assert step[language] + words.split(":")[0] in page  # which prompt, in the reader's words too
 
 
 @pytest.mark.parametrize(("make", "max_seconds", "message"), [
