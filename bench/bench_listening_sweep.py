@@ -51,6 +51,7 @@ import real_speech as rs  # noqa: E402
 
 from bench.bench_listening_box import BoxRoom  # noqa: E402
 from device.listening import FRAME_BYTES, FRAME_S, Listener, listening_settings  # noqa: E402
+from device.listening.listener import SOFT_SNR_DB  # noqa: E402
 
 HEADING = "## Listening sweep: real voices"
 END_ON_SILENCE_S = 3.0
@@ -296,7 +297,8 @@ def render(rooms: list, per_level: dict, rss: dict[str, float], rooms_per_level:
         "by room, hum, knocks, babble from a next room and the box's own prompts. Circlebox: "
         f"detector {S.detector}, enter p >= {S.speech_enter_prob:g}, leave p < "
         f"{S.speech_exit_prob:g}, margin up to {S.end_margin_s:g} s at {S.too_noisy_db:g} dBFS, "
-        f"{S.too_noisy_margin_s:g} s above it (too noisy).", "",
+        f"{S.too_noisy_margin_s:g} s above it (too noisy), {S.soft_margin_s:g} s more after an "
+        f"utterance at most {SOFT_SNR_DB:g} dB over the room's noise (soft voices).", "",
         "Delay is the decision's time after the true end of the turn's last word, minus the "
         "3 s: how much longer than `end_on_silence_s` the person waits. A false end is a "
         "decision inside a turn: someone cut off.", "",

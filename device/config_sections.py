@@ -277,6 +277,7 @@ class ListeningSection(FrozenSection):
     end_margin_s: between(0.0, 3.0)  # extra wait at the loudest room paced well; grows with noise
     too_noisy_db: between(-70.0, -10.0)  # a room louder than this (dBFS) is too noisy to be sure
     too_noisy_margin_s: between(0.0, 10.0)  # extra wait then (a voice under the noise can still be missed)
+    soft_margin_s: between(0.0, 5.0)  # extra wait for a voice close to the room's noise; 0 = off
     commands: CommandsSection
 
     @field_validator("device", mode="before")

@@ -10,7 +10,9 @@ import pytest
 
 from device.listening import FRAME_S, Listener, SpeechEnded, SpeechStarted, listening_settings
 
-SETTINGS = listening_settings({})
+# The base rule; frames here are often as loud as the room, which the soft margin (tested at
+# the end) would lengthen.
+SETTINGS = listening_settings({"soft_margin_s": 0.0})
 
 
 class ScriptedDetector:
@@ -147,3 +149,51 @@ def test_the_detector_is_started_afresh_after_the_box_spoke():
     for playing in [False] * 5 + [True] * 5 + [False] * 30:
         listener.process(frame_at(-50), box_playing=playing)
     assert det.resets == 1
+
+
+END_ON_SILENCE_S = 3.0
+SOFT = listening_settings({"soft_margin_s": 1.0})
+SOFT_OFF = SETTINGS
+
+
+def _thinking_pause(voice_over_floor_db: float, settings):
+    """A speaker in a -40 dBFS room: 1.2 s of speech `voice_over_floor_db` over the room, a
+    3 s pause the detector is sure is silence, then she goes on. Returns the end of speech
+    dated at the pause, and whether an engine waiting `end_on_silence_s` after it would have
+    ended her turn before she was heard again."""
+    room, speech, pause = 200, 40, 100
+    probs = [0.0] * room + [0.95] * speech + [0.0] * pause + [0.95] * 20 + [0.0] * 40
+    voice = -40.0 + voice_over_floor_db
+    levels = ([-40.0] * room + [voice] * speech + [-40.0] * pause + [voice] * 20
+              + [-40.0] * 40)
+    _, events = run(probs, levels, settings)
+    end = ends(events)[0]
+    heard_again = next((i + 1) * FRAME_S for i, e in events
+                       if isinstance(e, SpeechStarted) and e.t > end.t)
+    return end, end.t + END_ON_SILENCE_S <= heard_again
+
+
+def test_a_soft_speakers_thinking_pause_is_not_taken_for_her_end():
+    # 3 dB over the room: her soft words may be unheard, so the box waits soft_margin_s longer
+    _, cut_without = _thinking_pause(3.0, SOFT_OFF)
+    end, cut_with = _thinking_pause(3.0, SOFT)
+    assert cut_without, "the base rule alone ends this pause (the case the margin is for)"
+    assert not cut_with
+    assert end.t == pytest.approx((200 + 40) * FRAME_S + 1.0, abs=0.2)
+
+
+def test_a_loud_speakers_end_is_not_delayed():
+    # 15 dB over the room: every word is heard, the end is dated as without the margin
+    end_off, _ = _thinking_pause(15.0, SOFT_OFF)
+    end_on, _ = _thinking_pause(15.0, SOFT)
+    assert end_on.t == end_off.t
+
+
+def test_each_utterance_is_judged_on_its_own_loudness():
+    # a soft utterance, then a loud one: the loud one's end gets no soft margin
+    probs = ([0.0] * 200 + [0.95] * 40 + [0.0] * 100 + [0.95] * 40 + [0.0] * 100)
+    levels = ([-40.0] * 200 + [-37.0] * 40 + [-40.0] * 100 + [-25.0] * 40 + [-40.0] * 100)
+    _, soft_then_loud = run(probs, levels, SOFT)
+    _, off = run(probs, levels, SOFT_OFF)
+    assert ends(soft_then_loud)[0].t > ends(off)[0].t
+    assert ends(soft_then_loud)[1].t == ends(off)[1].t

@@ -21,6 +21,11 @@ The end rule, because being cut off is the worst thing the box can do to a perso
 - A margin that grows with the noise: 0 in a quiet room (floor at or below -50 dBFS), up to
   `end_margin_s` at `too_noisy_db`, and `too_noisy_margin_s` in a louder room, where the box
   says it is too noisy to be sure (`too_noisy`) and waits longer rather than cut in.
+- A margin for soft voices: the closer an utterance is to the room's noise floor, the longer
+  the box waits before it takes a quiet moment for its end (`soft_margin_s` when the loud
+  part of it stands at most SOFT_SNR_DB over the floor, nothing from LOUD_SNR_DB up): some of
+  a soft speaker's words are under the noise and go unheard, a clear speaker's are not. Judged
+  per utterance, in memory, forgotten at its end: nothing about a person is kept.
 - The noise floor learns only from frames the detector is sure are not speech, so a quiet
   speaker who talks on without a dip is never taken for the room's noise.
 """
@@ -57,6 +62,17 @@ QUIET_ROOM_DB = -50.0  # at or below this floor the end of speech needs no extra
 BREAK_WINDOW_S = 0.3
 BREAK_S = 0.15
 _DIGITAL_SILENCE_DB = -80.0  # frames this quiet are not given to the detector (CPU)
+# A soft voice against the room (issue 13): how far an utterance stands out of the noise floor.
+# At LOUD_SNR_DB or more it needs no extra wait; at SOFT_SNR_DB or less the whole
+# `soft_margin_s`: some of its words are near or under the floor and may go unheard. Chosen
+# by bench/bench_listening_soft_margin.py (BENCHMARKS.md): 7 cut-ins in 420 turns became 5,
+# p95 delay still at most +0.5 s through the box; a wider band (5-15 dB), a lower percentile
+# or the last second only delayed most turns in a -34 dBFS room.
+LOUD_SNR_DB = 6.0
+SOFT_SNR_DB = 4.0
+SNR_PERCENTILE = 98.0  # an utterance's level: this percentile of its sure-speech frames
+SNR_RECENT_S = 1.0  # "recent" mode: only the last second of sure speech
+SNR_MODE = "utterance"  # or "recent"
 
 
 def frame_level_db(frame: bytes) -> float:
@@ -120,6 +136,42 @@ class NoiseFloor:
                 self.value = window_min
 
 
+class UtteranceLoudness:
+    """How far the current utterance stands out of the room (dB over the noise floor), from its
+    sure-speech frames. Held in memory for one utterance only and forgotten at its end: a
+    property of what is being said now, never of a person."""
+
+    BIN_DB = 0.5
+    LOW_DB, HIGH_DB = -10.0, 50.0
+
+    def __init__(self) -> None:
+        n = int((self.HIGH_DB - self.LOW_DB) / self.BIN_DB) + 1
+        self._counts = np.zeros(n, dtype=np.int64)
+        self._recent: deque[float] = deque(maxlen=max(1, _frames(SNR_RECENT_S)))
+
+    def clear(self) -> None:
+        self._counts[:] = 0
+        self._recent.clear()
+
+    def add(self, over_floor_db: float) -> None:
+        clipped = min(self.HIGH_DB, max(self.LOW_DB, over_floor_db))
+        self._counts[int((clipped - self.LOW_DB) / self.BIN_DB)] += 1
+        self._recent.append(clipped)
+
+    def snr_db(self) -> float | None:
+        """The utterance's level over the floor (`SNR_MODE`), or None before any sure speech."""
+        if SNR_MODE == "recent":
+            if not self._recent:
+                return None
+            return float(np.percentile(np.fromiter(self._recent, float), SNR_PERCENTILE))
+        total = int(self._counts.sum())
+        if total == 0:
+            return None
+        rank = math.ceil(SNR_PERCENTILE / 100.0 * total)
+        index = int(np.searchsorted(np.cumsum(self._counts), rank))
+        return self.LOW_DB + index * self.BIN_DB
+
+
 def _as_detector(vad: Any, settings: ListeningSettings) -> SpeechDetector:
     """The detector to use: `vad` given by a test or bench (a SpeechDetector, or anything with
     webrtcvad's is_speech), else the one `listening.detector` names."""
@@ -162,7 +214,7 @@ class Listener:
         self._margin_db = settings.noise_margin_db if self._binary else -math.inf
         self._min_db = settings.min_speech_db
         self._floor = NoiseFloor(settings, guard_all_frames=self._binary)
-        self._window: deque[tuple[int, bool]] = deque(maxlen=self._start_frames)
+        self._window: deque[tuple[int, bool, float]] = deque(maxlen=self._start_frames)
         # Pre-roll ring: audio before a start, kept only for the command recogniser.
         ring = self._start_frames + _frames(settings.preroll_s) if commands is not None else 0
         self._preroll: deque[bytes] = deque(maxlen=ring)
@@ -176,6 +228,7 @@ class Listener:
         self._mute_left = 0
         self._in_speech = False
         self._seg_start = 0
+        self._loudness = UtteranceLoudness()
         self._silence_from: int | None = None  # first frame of the run of sure silence
         self._cmd_active = False
         # One start rule, also for a speaker picking up after a pause: a shorter one let
@@ -242,6 +295,17 @@ class Listener:
         share = (floor - QUIET_ROOM_DB) / max(1e-6, s.too_noisy_db - QUIET_ROOM_DB)
         return s.end_margin_s * min(1.0, max(0.0, share))
 
+    def soft_margin_s(self) -> float:
+        """Extra silence required for the utterance in progress: none for a voice well clear of
+        the room, up to `soft_margin_s` for one close to it (its soft words may go unheard)."""
+        if self.settings.soft_margin_s <= 0:
+            return 0.0
+        snr = self._loudness.snr_db()
+        if snr is None:
+            return self.settings.soft_margin_s
+        share = (LOUD_SNR_DB - snr) / (LOUD_SNR_DB - SOFT_SNR_DB)
+        return self.settings.soft_margin_s * min(1.0, max(0.0, share))
+
     def status(self) -> dict[str, Any]:
         """The live meter as the runtime publishes it (admin page)."""
         return {"level_db": round(self.level_db, 1), "noise_floor_db": round(self.noise_floor_db, 1),
@@ -296,10 +360,14 @@ class Listener:
             self._preroll.append(frame)
 
         if not self._in_speech:
-            self._window.append((idx, enters))
+            self._window.append((idx, enters, level - floor))
             if (len(self._window) == self._start_frames
-                    and sum(f for _, f in self._window) >= self._start_needed):
-                first = next(i for i, f in self._window if f)
+                    and sum(f for _, f, _ in self._window) >= self._start_needed):
+                first = next(i for i, f, _ in self._window if f)
+                self._loudness.clear()
+                for _, f, over in self._window:
+                    if f:
+                        self._loudness.add(over)
                 self._in_speech = True
                 self._seg_start = first
                 self._silence_from = None
@@ -310,6 +378,8 @@ class Listener:
             return events
 
         self._recent.append(not sure_silence)
+        if p >= self._enter_p:
+            self._loudness.add(level - floor)
         if sure_silence:
             if self._silence_from is None:
                 self._silence_from = idx
@@ -330,7 +400,7 @@ class Listener:
                 self._cmd_pending.append(frame)
         if self._silence_from is not None:
             run = idx + 1 - self._silence_from
-            margin = _frames(self.end_margin_s())
+            margin = _frames(self.end_margin_s() + self.soft_margin_s())
             if run >= max(self._hangover, margin):
                 events.extend(self._finish_segment(self._silence_from + margin))
         return events
@@ -355,6 +425,7 @@ class Listener:
         self._in_speech = False
         self._silence_from = None
         self._window.clear()
+        self._loudness.clear()
         if self._cmd_active and not command:
             assert self.commands is not None
             self.commands.abort()
