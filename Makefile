@@ -33,7 +33,7 @@ test: system-deps $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The booted box: tools/install-vm-deps.sh (qemu, mmdebstrap: never in CI), a signing key for
-# the test bundles, the image (its root file system and venv are cached in build/image-cache),
+# the test bundles, the image (its root file system and venv are cached in ~/.cache/circlebox-image),
 # then the `vm` tests. The image is rebuilt every run (a few minutes once cached).
 VM_DIR := build/vm
 vm-test: $(VENV)/.installed-dev

@@ -14,7 +14,7 @@
 # Options:
 #   --base rpi|debian   what the full image starts from: the Raspberry Pi OS Lite image (rpi,
 #                       default) or a root made by mmdebstrap from Debian (debian; cached in
-#                       build/image-cache, or CIRCLEBOX_IMAGE_CACHE)
+#                       ${XDG_CACHE_HOME:-~/.cache}/circlebox-image, or CIRCLEBOX_IMAGE_CACHE)
 #   --pubkey FILE       the programme's update-signing public key (.pub from `circlebox bundle
 #                       keygen`); required, repeat it for several keys. Without one the box
 #                       refuses every update (U04)
@@ -39,7 +39,8 @@ PUBKEYS=()
 MODE=""
 TARGET=""
 BASE=rpi
-CACHE=${CIRCLEBOX_IMAGE_CACHE:-$REPO/build/image-cache}
+# Outside the clone, so a fresh clone (or `make clean`) reuses the root and venv built before.
+CACHE=${CIRCLEBOX_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/circlebox-image}
 [ "${CIRCLEBOX_IMAGE_NO_RENDER:-0}" = 1 ] && RENDER=0
 
 log() { printf 'image_build: %s\n' "$*" >&2; }
@@ -176,6 +177,13 @@ render_prompts() {
     # The image's own config (sample rate, voice), every packaged circle and any in the tree.
     "$cmd" --config "$root/etc/circlebox/config.yaml" --data "$root/var/lib/circlebox" \
         render --all >&2 || die "circlebox render failed"
+    # The packaged courses' announcements ("This is session 3 of 16."), so a new box can use
+    # one at once: made on the box, under Nice=10, they took 11 minutes in the emulated VM.
+    local course
+    for course in "$REPO"/device/courses/*.yaml; do
+        "$cmd" --config "$root/etc/circlebox/config.yaml" --data "$root/var/lib/circlebox" \
+            render --course "$(basename "$course" .yaml)" >&2 || die "circlebox render --course failed"
+    done
     # -print -quit, not `| grep -q .`: with pipefail, grep's early exit kills find (SIGPIPE)
     # once the cache is bigger than a pipe's buffer, and a good render looked like none.
     [ -n "$(find "$root/var/lib/circlebox/cache" -type f -print -quit)" ] || die "render made no files"
@@ -468,6 +476,12 @@ finish_root() {
     systemd-sysusers --root="$MNT" "$MNT/usr/lib/sysusers.d/circlebox.conf"
     # /run is the host's (bound) and made at each boot anyway.
     chroot "$MNT" systemd-tmpfiles --create --exclude-prefix=/run /usr/lib/tmpfiles.d/circlebox.conf
+    # The prompts were rendered here as root (build_tree), but on the box the runtime and the
+    # admin page (group circlebox) add sounds to the same folders: a root-owned cache/prompts
+    # refused the first course's announcements ("Permission denied", found booting it in QEMU).
+    chroot "$MNT" chown -R circlebox:circlebox /var/lib/circlebox/cache
+    find "$MNT/var/lib/circlebox/cache" -type d -exec chmod 2775 {} +
+    find "$MNT/var/lib/circlebox/cache" -type f -exec chmod 0664 {} +
     echo "base=$BASE" >> "$MNT/usr/share/circlebox/image-manifest.txt"
     chroot "$MNT" dpkg-query -W >> "$MNT/usr/share/circlebox/image-manifest.txt"
     rm -f "$MNT/var/cache/apt/archives"/*.deb

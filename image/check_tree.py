@@ -262,11 +262,26 @@ class Checker:
                 self.bad(message)
             else:
                 self.warnings.append(message)
+        if self.manifest.get("mode") == "chroot":
+            self.check_cache_owner(data / "cache")
         vosk = self.manifest.get("vosk", "none")
         if vosk != "none":
             model = data / "models/vosk" / vosk
             if not (model / "am/final.mdl").is_file() or not (model / "conf").is_dir():
                 self.bad(f"vosk model {vosk} incomplete in /{DATA}/models/vosk")
+
+    def check_cache_owner(self, cache: Path) -> None:
+        """On the box the runtime and the admin page (group circlebox) add sounds to the folders
+        of the pre-rendered cache: none may stay the builder's (a root-owned cache/prompts
+        refused a course's announcements, found booting the image in QEMU)."""
+        users = {line.split(":")[0]: line.split(":")[2]
+                 for line in (self.root / "etc/passwd").read_text().splitlines() if line.count(":") >= 3}
+        owner = int(users.get("circlebox", -1))
+        folders = [cache, *(p for p in cache.rglob("*") if p.is_dir() and not p.is_symlink())]
+        for folder in folders:
+            st = folder.stat()
+            if st.st_uid != owner or not st.st_mode & stat.S_IWGRP:
+                self.bad(f"not the runtime's (circlebox, group-writable): /{folder.relative_to(self.root)}")
 
     def check_no_secrets(self) -> None:
         for path in sorted(self.walk()):

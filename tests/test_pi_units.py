@@ -354,6 +354,11 @@ def test_root_units_are_sandboxed(name):
         assert caps <= {"CAP_DAC_READ_SEARCH", "CAP_DAC_OVERRIDE"}, caps
     writable = words(unit, "Service", "ReadWritePaths")
     extra = {"/var/lib/circlebox/update-inbox"} if "inbox" in name else set()
+    if "usb-import" in name:  # the usage export's child writes usage.sqlite (and its -wal) there
+        extra = {"/var/lib/circlebox"}
+        kept = {p.lstrip("-") for p in words(unit, "Service", "ReadOnlyPaths")}
+        assert {f"/var/lib/circlebox/{p}" for p in ("secrets", "admin", "admin-config.yaml", "scripts", "courses",
+                                                     "cache", "state", "box-id")} <= kept, kept
     assert writable == UPDATER_FOLDERS | extra, writable
 
 

@@ -112,8 +112,9 @@ def free_port() -> int:
 class Console:
     """The serial console: everything the box printed, and a shell on it once logged in."""
 
-    def __init__(self, proc: subprocess.Popen, log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen, log: Path, qemu_log: Path | None = None) -> None:
         self.proc = proc
+        self.qemu_log = qemu_log  # QEMU's own messages, kept off the console's stream
         self._text = ""
         self._lock = threading.Lock()
         self._log = log.open("a", encoding="utf-8", errors="replace")
@@ -148,7 +149,8 @@ class Console:
             if found:
                 return found
             if self.proc.poll() is not None:
-                raise VmError(f"QEMU exited ({self.proc.returncode}) waiting for {pattern!r}:\n{self.tail()}")
+                said = self.qemu_log.read_text(errors="replace")[-2000:] if self.qemu_log else ""
+                raise VmError(f"QEMU exited ({self.proc.returncode}) waiting for {pattern!r}:\n{self.tail()}\n{said}")
             if time.monotonic() > end:
                 raise VmError(f"no {pattern!r} on the console in {timeout:.0f} s:\n{self.tail()}")
             time.sleep(0.2)
@@ -223,9 +225,13 @@ class QemuBox:
             "-display", "none", "-serial", "stdio",
         ]
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self.console = Console(self.proc, self.work / "console.log")
+        # QEMU's own messages (its audio's "Resetting rate control", warnings) go to a file: in
+        # the console's stream they landed in the middle of a command's output.
+        qemu_log = self.work / "qemu.log"
+        with qemu_log.open("a") as stderr:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=stderr, start_new_session=True)
+        self.console = Console(self.proc, self.work / "console.log", qemu_log)
         return self.console
 
     def login(self, timeout: float = 600.0) -> Console:

@@ -57,6 +57,25 @@ def heard(output: np.ndarray, prompt: np.ndarray, rate: int) -> float:
     return best
 
 
+def heard_share(output: np.ndarray, prompt: np.ndarray, rate: int, seconds: float = 8.0) -> float:
+    """The share (0..1) of the prompt's WINDOW_S stretches in its first `seconds` found in the
+    output at MATCH. Tells two prompts of one voice apart where `heard` cannot: a word they share
+    ("everyone") lets the one not played score near MATCH, but only on a stretch or two."""
+    onset = _first_audible(prompt)
+    if onset is None:
+        return 0.0
+    width = int(WINDOW_S * rate)
+    found = tried = 0
+    for start in range(onset, min(len(prompt) - width, onset + int(seconds * rate)), width):
+        window = prompt[start: start + width]
+        if np.abs(window).max() <= 40:
+            continue
+        scores = _ncc(output, window)
+        tried += 1
+        found += bool(scores.size) and float(scores.max()) >= MATCH
+    return found / tried if tried else 0.0
+
+
 def what_played(output: np.ndarray, prompts: dict[str, np.ndarray], rate: int) -> list[tuple[str, float]]:
     """Every prompt with its best score, best first (for a failure message)."""
     return sorted(((name, heard(output, ref, rate)) for name, ref in prompts.items()),

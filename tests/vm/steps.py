@@ -64,6 +64,36 @@ def press(admin: AdminPage, action: str) -> None:
         raise VmError(f"panel press {action!r}: {status} {page[:300]}")
 
 
+def panel_status(admin: AdminPage) -> dict:
+    """What the panel shows of the box now (its status.json)."""
+    import json
+
+    status, _, body = admin.get("/panel/status.json")
+    if status != 200:
+        raise VmError(f"/panel/status.json: {status} {body[:300]}")
+    return json.loads(body)
+
+
+def wait_box_state(admin: AdminPage, wanted: str, timeout: float = 180.0) -> dict:
+    """Until the box is in state `wanted` (e.g. "waiting": a step's words said whole)."""
+    end = time.monotonic() + timeout
+    while True:
+        status = panel_status(admin)
+        if status.get("state") == wanted:
+            return status
+        if time.monotonic() > end:
+            raise VmError(f"the box never reached {wanted!r}: {status}")
+        time.sleep(2)
+
+
+def count_every_circle(admin: AdminPage) -> None:
+    """Settings > DHIS2: "Shortest circle counted" 0 minutes, so the test's short circles are
+    circles held (exported), not test runs (as a technician sets it on the page)."""
+    status, url, page = admin.submit("/settings/", "dhis2", {"min_circle_minutes": "0"})
+    if status != 200 or "Saved." not in page:
+        raise VmError(f"saving the DHIS2 settings failed: {status} {url} {page[:500]}")
+
+
 CIRCLE_RUNNING = ("/opt/circlebox/venv/bin/python -c 'import sys; from pathlib import Path; "
                   "from device.update.seams import circle_running_from_lock as running; "
                   "sys.exit(3 if running(Path(\"/var/lib/circlebox/circle.lock\"))() else 0)'")
