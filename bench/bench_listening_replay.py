@@ -35,7 +35,7 @@ for _p in (str(ROOT / "tests"), str(ROOT)):
 import audio_fixtures as af  # noqa: E402
 import real_speech as rs  # noqa: E402
 
-from bench.bench_listening_sweep import RoomScore, frames_of, pct, score  # noqa: E402
+from bench.bench_listening_sweep import RoomScore, frames_of, listen_run, pct, score  # noqa: E402
 from device.listening import Listener, SpeechEnded, SpeechStarted, listening_settings  # noqa: E402
 from device.listening.detectors import SileroDetector  # noqa: E402
 
@@ -95,14 +95,7 @@ def answers_for(spec: rs.RoomSpec, frames: list[tuple[bytes, bool]]) -> np.ndarr
 
 def replay(frames: list[tuple[bytes, bool]], answers: np.ndarray) -> af.Run:
     """The listener as it is now, on the recorded answers."""
-    listener = Listener(listening_settings({}), vad=ReplayDetector(answers))
-    run = af.Run([])
-    for frame, playing in frames:
-        for e in listener.process(frame, playing):
-            run.events.append((listener.t, e))
-    for e in listener.flush():
-        run.events.append((listener.t, e))
-    return run
+    return listen_run(Listener(listening_settings({}), vad=ReplayDetector(answers)), frames)
 
 
 def closest_call(run: af.Run, scene: af.Scene) -> float:

@@ -31,7 +31,7 @@ import real_speech as rs  # noqa: E402
 
 import device.listening.listener as listener_module  # noqa: E402
 from bench.bench_listening_replay import END_ON_SILENCE_S, ReplayDetector, answers_for  # noqa: E402
-from bench.bench_listening_sweep import RoomScore, frames_of, pct, score  # noqa: E402
+from bench.bench_listening_sweep import RoomScore, frames_of, listen_run, pct, score  # noqa: E402
 from device.listening import Listener, listening_settings  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -64,14 +64,7 @@ def replay(frames: list[tuple[bytes, bool]], answers: Any, override: dict[str, A
     for k, v in constants.items():
         setattr(listener_module, k, v)
     try:
-        listener = Listener(listening_settings(override), vad=ReplayDetector(answers))
-        run = af.Run([])
-        for frame, playing in frames:
-            for e in listener.process(frame, playing):
-                run.events.append((listener.t, e))
-        for e in listener.flush():
-            run.events.append((listener.t, e))
-        return run
+        return listen_run(Listener(listening_settings(override), vad=ReplayDetector(answers)), frames)
     finally:
         for k, v in saved.items():
             setattr(listener_module, k, v)

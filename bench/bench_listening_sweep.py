@@ -75,13 +75,18 @@ def frames_of(scene: af.Scene) -> list[tuple[bytes, bool]]:
 def circlebox_decisions(frames: list[tuple[bytes, bool]], settings=None) -> list[float]:
     """The box's listener, and the engine's rule on what it reports."""
     listener = Listener(settings or listening_settings({}))
+    return af.turn_end_decisions(listen_run(listener, frames), END_ON_SILENCE_S)
+
+
+def listen_run(listener: Listener, frames: list[tuple[bytes, bool]]) -> af.Run:
+    """Every event `listener` emits on `frames` (audio, box playing), with its time."""
     run = af.Run([])
     for frame, playing in frames:
         for e in listener.process(frame, playing):
             run.events.append((listener.t, e))
     for e in listener.flush():
         run.events.append((listener.t, e))
-    return af.turn_end_decisions(run, END_ON_SILENCE_S)
+    return run
 
 
 class PlainEndpointer:
