@@ -10,7 +10,7 @@ variants costs one replay run:
 
 A variant is a `listening` settings override (`soft_margin_s`) and the listener's constants
 for how loud an utterance is against the room (`LOUD_SNR_DB`, `SOFT_SNR_DB`,
-`SNR_PERCENTILE`, `SNR_MODE`). Per level and variant: ends found, false ends, delay p50 / p95 /
+`SNR_PERCENTILE`). Per level and variant: ends found, false ends, delay p50 / p95 /
 max beyond `end_on_silence_s`.
 """
 
@@ -36,10 +36,10 @@ from device.listening import Listener, listening_settings  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 
-def _variant(margin_s: float, soft_db: float, loud_db: float, percentile: float,
-             mode: str = "utterance") -> tuple[dict[str, Any], dict[str, Any]]:
+def _variant(margin_s: float, soft_db: float, loud_db: float,
+             percentile: float) -> tuple[dict[str, Any], dict[str, Any]]:
     return ({"soft_margin_s": margin_s}, {"SOFT_SNR_DB": soft_db, "LOUD_SNR_DB": loud_db,
-                                          "SNR_PERCENTILE": percentile, "SNR_MODE": mode})
+                                          "SNR_PERCENTILE": percentile})
 
 
 # name: (settings override, listener constants); every name says all it sets
@@ -53,7 +53,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "p95 4-6 dB, 0.7 s": _variant(0.7, 4.0, 6.0, 95.0),
     "p95 4-6 dB, 1 s": _variant(1.0, 4.0, 6.0, 95.0),
     "p98 4-6 dB, 1 s": _variant(1.0, 4.0, 6.0, 98.0),
-    "last 1 s p90 3-6 dB, 2 s": _variant(2.0, 3.0, 6.0, 90.0, "recent"),
 }
 
 

@@ -71,8 +71,6 @@ _DIGITAL_SILENCE_DB = -80.0  # frames this quiet are not given to the detector (
 LOUD_SNR_DB = 6.0
 SOFT_SNR_DB = 4.0
 SNR_PERCENTILE = 98.0  # an utterance's level: this percentile of its sure-speech frames
-SNR_RECENT_S = 1.0  # "recent" mode: only the last second of sure speech
-SNR_MODE = "utterance"  # or "recent"
 
 
 def frame_level_db(frame: bytes) -> float:
@@ -147,23 +145,16 @@ class UtteranceLoudness:
     def __init__(self) -> None:
         n = int((self.HIGH_DB - self.LOW_DB) / self.BIN_DB) + 1
         self._counts = np.zeros(n, dtype=np.int64)
-        self._recent: deque[float] = deque(maxlen=max(1, _frames(SNR_RECENT_S)))
 
     def clear(self) -> None:
         self._counts[:] = 0
-        self._recent.clear()
 
     def add(self, over_floor_db: float) -> None:
         clipped = min(self.HIGH_DB, max(self.LOW_DB, over_floor_db))
         self._counts[int((clipped - self.LOW_DB) / self.BIN_DB)] += 1
-        self._recent.append(clipped)
 
     def snr_db(self) -> float | None:
-        """The utterance's level over the floor (`SNR_MODE`), or None before any sure speech."""
-        if SNR_MODE == "recent":
-            if not self._recent:
-                return None
-            return float(np.percentile(np.fromiter(self._recent, float), SNR_PERCENTILE))
+        """The utterance's level over the floor, or None before any sure speech."""
         total = int(self._counts.sum())
         if total == 0:
             return None
