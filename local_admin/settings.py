@@ -10,6 +10,7 @@ nothing on disk. After a save the page tells the runtime and says when the box w
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -163,37 +164,39 @@ def _number(errors: dict, field: str, text: str) -> float | None:
         return None
 
 
+def _pair_lines(text: str, errors: dict, field: str, hint: Callable[[int], str], *,
+                split_at_last: bool) -> dict[str, str] | None:
+    """`left = right` lines as a mapping, empty lines skipped. At the first line without "=",
+    `hint(its number)` goes to `errors[field]` and the answer is None."""
+    pairs: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if "=" not in line:
+            errors[field] = hint(number)
+            return None
+        left, right = line.rsplit("=", 1) if split_at_last else line.split("=", 1)
+        pairs[left.strip()] = right.strip()
+    return pairs
+
+
 def _phrase_lines(text: str, errors: dict) -> dict[str, str] | None:
     """`phrase = action` lines as a mapping; the model checks the phrases and actions.
 
     An empty box means the built-in phrases of the language (None).
     """
-    phrases: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if "=" not in line:
-            errors["phrases"] = _("line %(number)s: write it as: phrase = action (like: next step = next)",
-                                  number=number)
-            return None
-        phrase, action = (part.strip() for part in line.rsplit("=", 1))
-        phrases[phrase] = action
-    return phrases or None
+    def hint(number: int) -> str:
+        return _("line %(number)s: write it as: phrase = action (like: next step = next)", number=number)
+
+    return _pair_lines(text, errors, "phrases", hint, split_at_last=True) or None
 
 
 def _course_lines(text: str, errors: dict) -> dict[str, str]:
     """`course = code` lines as a mapping; the Dhis2Section model checks the ids and codes."""
-    courses: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if "=" not in line:
-            errors["courses"] = _("line %(number)s: write it as: course = code (like: support-group = AbCdEfGhIj1)",
-                                  number=number)
-            return {}
-        course, code = (part.strip() for part in line.split("=", 1))
-        courses[course] = code
-    return courses
+    def hint(number: int) -> str:
+        return _("line %(number)s: write it as: course = code (like: support-group = AbCdEfGhIj1)", number=number)
+
+    return _pair_lines(text, errors, "courses", hint, split_at_last=False) or {}
 
 
 def _box_updates(f, errors: dict) -> dict[str, Any]:
