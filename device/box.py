@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from device import engine as eng
+from device import signals
 
 log = logging.getLogger("circlebox.box")
 LogSink = Callable[[str, dict[str, Any], float], None]
@@ -86,14 +87,26 @@ class Box:
 
         Logged first, then given to the engine; a command becomes a dispatch like any button.
         """
-        from device.listening.events import CommandHeard, SpeechEnded, SpeechStarted
+        from device.listening.events import (
+            CommandHeard,
+            MaybeSpeech,
+            MaybeSpeechEnded,
+            SpeechEnded,
+            SpeechStarted,
+        )
 
         if isinstance(heard, SpeechStarted):
-            self.emit("speech_started", {})
+            self.emit(signals.SPEECH_STARTED, {})
             self.handle(SpeechStarted(at))
         elif isinstance(heard, SpeechEnded):
-            self.emit("speech_ended", {"duration_s": round(heard.duration_s, 2)})
+            self.emit(signals.SPEECH_ENDED, {"duration_s": round(heard.duration_s, 2)})
             self.handle(SpeechEnded(at, heard.duration_s))
+        elif isinstance(heard, MaybeSpeech):
+            self.emit(signals.MAYBE_SPEECH, {})
+            self.handle(MaybeSpeech(at))
+        elif isinstance(heard, MaybeSpeechEnded):
+            self.emit(signals.MAYBE_SPEECH_ENDED, {})
+            self.handle(MaybeSpeechEnded(at))
         elif isinstance(heard, CommandHeard):
             self.emit("command", {"phrase": heard.phrase, "confidence": round(heard.confidence, 2)})
             self.dispatch(heard.action, "voice")

@@ -17,7 +17,12 @@ from enum import StrEnum
 from typing import Any
 
 from device.actions import Action, UnknownAction, parse_action
-from device.listening.events import SpeechEnded, SpeechStarted  # `t`: when it really happened, on our clock
+from device.listening.events import (  # `t`: when it really happened, on our clock
+    MaybeSpeech,
+    MaybeSpeechEnded,
+    SpeechEnded,
+    SpeechStarted,
+)
 from device.script import (
     NOTES,
     BellStep,
@@ -68,7 +73,8 @@ class ListeningChanged:
     available: bool
 
 
-Event = Press | AudioFinished | Tick | SpeechStarted | SpeechEnded | ListeningChanged | Announce
+Event = (Press | AudioFinished | Tick | SpeechStarted | SpeechEnded | MaybeSpeech | MaybeSpeechEnded
+         | ListeningChanged | Announce)
 
 # -- commands (outputs) -----------------------------------------------------------------------
 
@@ -187,6 +193,7 @@ class _Turn:
     start: float  # active time
     speech_seen: bool = False
     in_speech: bool = False
+    maybe_speech: bool = False  # after speech, the listener half hears a voice: silence waits
     last_speech_end: float | None = None
     warned: bool = False
     reminder_due: bool = False
@@ -265,6 +272,8 @@ class Engine:
             Tick: self._handle_tick,
             SpeechStarted: self._handle_speech_started,
             SpeechEnded: self._handle_speech_ended,
+            MaybeSpeech: self._handle_maybe_speech,
+            MaybeSpeechEnded: self._handle_maybe_speech_ended,
             Announce: self._handle_announce,
             ListeningChanged: self._handle_listening_changed,
         }
@@ -399,6 +408,7 @@ class Engine:
             return
         turn.speech_seen = True
         turn.in_speech = True
+        turn.maybe_speech = False
         self._clear_deadlines("turn_silence", "turn_pause")
         if self._round_phase == RoundPhase.SIMULATED:  # the trainee speaks: a real turn, timed as one
             self._round_phase = RoundPhase.TURN
@@ -415,6 +425,29 @@ class Engine:
         turn.in_speech = False
         turn.last_speech_end = max(ended, turn.start)
         self._arm_turn()
+
+    def _handle_maybe_speech(self, _event: MaybeSpeech) -> None:
+        # A speaker may be going on softly, under the room's noise: whatever waits for silence
+        # waits (issue 13: the only cut-ins left were soft words the detector half heard). It
+        # is not speech: a turn nobody was heard in still passes on its own clock.
+        self._clear_deadlines("advance_silence")
+        turn = self._turn
+        if (self.state != State.IN_ROUND or turn is None or self._round_phase != RoundPhase.TURN
+                or not turn.speech_seen or turn.in_speech):
+            return
+        turn.maybe_speech = True
+        self._clear_deadlines("turn_silence", "turn_pause")
+
+    def _handle_maybe_speech_ended(self, event: MaybeSpeechEnded) -> None:
+        quiet_since = min(self._active, event.t - self._paused_total)
+        self._arm_advance_on_silence(quiet_since)
+        turn = self._turn
+        if turn is None or not turn.maybe_speech:
+            return
+        turn.maybe_speech = False
+        turn.last_speech_end = max(quiet_since, turn.last_speech_end or turn.start)
+        if self.state == State.IN_ROUND and self._round_phase == RoundPhase.TURN:
+            self._arm_turn()
 
     def _handle_announce(self, event: Announce) -> None:
         if self.state not in AT_REST and not event.urgent:
@@ -926,7 +959,7 @@ class Engine:
         if not turn.speech_seen:
             self._set_deadline("turn_silence", max(0.0, turn.start + t.pass_on_silence_s - self._active),
                                lambda: self._end_turn("pass"))
-        elif not turn.in_speech and turn.last_speech_end is not None:
+        elif not turn.in_speech and not turn.maybe_speech and turn.last_speech_end is not None:
             quiet_for = self._active - turn.last_speech_end
             if turn.over_max or turn.reminder_due:
                 self._set_deadline("turn_pause", max(0.0, PAUSE_BEFORE_SPEAKING_S - quiet_for),
@@ -946,7 +979,7 @@ class Engine:
             self._set_led("turn_warn")  # the facilitator sees it; nobody is interrupted
             return
         turn.reminder_due = True
-        if not turn.in_speech:
+        if not turn.in_speech and not turn.maybe_speech:
             self._arm_turn()
 
     def _turn_max(self) -> None:
@@ -959,7 +992,7 @@ class Engine:
             self._set_led("turn_over")
             self._play(["bell:chime"])  # a soft chime, never words, over someone who may be speaking
             return
-        if not turn.in_speech:
+        if not turn.in_speech and not turn.maybe_speech:
             self._arm_turn()
 
     def _speak_at_pause(self) -> None:

@@ -550,9 +550,7 @@ class Runtime:
         listening = dict(self.listening_status)
         listener = self.listener
         if listener is not None:
-            listening.update(level_db=round(listener.level_db, 1), noise_floor_db=round(listener.noise_floor_db, 1),
-                             in_speech=listener.in_speech, too_noisy=listener.too_noisy,
-                             noise_note=listener.noise_note)  # the room too loud to be sure of silence
+            listening.update(listener.status())  # the live meter, and how loud the room is
         snap["listening"] = listening
         self._snapshot = snap
 

@@ -25,12 +25,15 @@ CIRCLE_LOADED: Final = "circle_loaded"  # the runtime switched to another circle
 SETTINGS_APPLIED: Final = "settings_applied"  # the runtime applied a reloaded config; fields: what
 SPEECH_STARTED: Final = "speech_started"
 SPEECH_ENDED: Final = "speech_ended"
+MAYBE_SPEECH: Final = "maybe_speech"  # after speech, the listener half hears a voice: silence waits
+MAYBE_SPEECH_ENDED: Final = "maybe_speech_ended"
 COMMAND_HEARD: Final = "command"
 # rehearsal: session_started/session_finished carry `rehearsal: true` (never a circle held)
 STEP_PRACTISED: Final = "step_practised"  # a step walked in a rehearsal; fields: step, note_heard
 
 __all__ = [
-    "CIRCLE_LOADED", "COMMAND_HEARD", "FAULT", "HELP", "PAUSED", "REPEAT", "ROUND_STARTED",
+    "CIRCLE_LOADED", "COMMAND_HEARD", "FAULT", "HELP", "MAYBE_SPEECH", "MAYBE_SPEECH_ENDED", "PAUSED",
+    "REPEAT", "ROUND_STARTED",
     "SESSION_FINISHED", "SESSION_STARTED", "SETTINGS_APPLIED", "SPEECH_ENDED", "SPEECH_STARTED",
     "STEP_FINISHED", "STEP_PRACTISED", "STEP_STARTED", "TURN_ENDED", "VOLUME",
 ]

@@ -262,7 +262,7 @@ def status_view(status: dict | None, problem: str | None, extra_health: dict | N
         "noise_floor_db": listening.get("noise_floor_db"),
         "in_speech": bool(listening.get("in_speech")),
         "too_noisy": bool(listening.get("too_noisy")),
-        "noise_note": listening.get("noise_note") or "",
+        "noise_note": noise_note(listening),
         "commands": listening.get("commands"),
         "health": status.get("health") or {},
         "parts": parts_view(status, extra_health),
@@ -271,6 +271,27 @@ def status_view(status: dict | None, problem: str | None, extra_health: dict | N
         "course": course_view(status.get("course")),
         "course_label": (course_view(status.get("course")) or {}).get("label"),
     }
+
+
+def noise_note(listening: dict) -> str:
+    """The sentence next to the level meter, in the reader's language: how the room's steady
+    noise stands for hearing the circle (the listener's `room_noise`), and what to do."""
+    floor = listening.get("noise_floor_db")
+    background = f"{float(floor):.0f}" if isinstance(floor, int | float) else "-"
+    room = listening.get("room_noise") or ("too_noisy" if listening.get("too_noisy") else "")
+    if room == "too_noisy":
+        limit = listening.get("too_noisy_db")
+        return _("The room is too noisy to be sure when someone has finished (background "
+                 "%(background)s dB, above %(limit)s dB): the box waits longer before it ends a "
+                 "turn. Move the box closer to the group or away from the fan, road or generator.",
+                 background=background,
+                 limit=f"{float(limit):.0f}" if isinstance(limit, int | float) else "-")
+    if room == "loud":
+        return _("The room is loud (background %(background)s dB): the box may not hear a soft "
+                 "voice and could end a turn while someone is still speaking. Move the box closer "
+                 "to the group or away from the noise, or pace this circle with the buttons.",
+                 background=background)
+    return ""
 
 
 def course_view(block: dict | None) -> dict | None:

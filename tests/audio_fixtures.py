@@ -470,11 +470,13 @@ def run_listener(listener, scene: Scene) -> Run:
 
 def turn_end_decisions(run: Run, end_on_silence_s: float) -> list[float]:
     """When an engine waiting `end_on_silence_s` after each SpeechEnded would end the turn:
-    at SpeechEnded.t + end_on_silence_s, unless a SpeechStarted is emitted before then."""
-    from device.listening import SpeechEnded, SpeechStarted
+    at SpeechEnded.t + end_on_silence_s, unless a SpeechStarted is emitted before then; a
+    MaybeSpeech holds it, and the silence counts again from its MaybeSpeechEnded."""
+    from device.listening import MaybeSpeech, MaybeSpeechEnded, SpeechEnded, SpeechStarted
 
     decisions = []
     pending = None
+    held = False  # an end of speech is waiting for its silence, held by a MaybeSpeech
     for emitted, e in run.events:
         if pending is not None and emitted >= pending:
             decisions.append(pending)
@@ -482,7 +484,11 @@ def turn_end_decisions(run: Run, end_on_silence_s: float) -> list[float]:
         if isinstance(e, SpeechEnded):
             pending = e.t + end_on_silence_s
         elif isinstance(e, SpeechStarted):
-            pending = None
+            pending, held = None, False
+        elif isinstance(e, MaybeSpeech) and pending is not None:
+            pending, held = None, True
+        elif isinstance(e, MaybeSpeechEnded) and held:
+            pending, held = e.t + end_on_silence_s, False
     if pending is not None:
         decisions.append(pending)
     return decisions

@@ -338,8 +338,24 @@ def test_the_last_press_is_said_in_a_facilitators_words():
 def test_a_room_too_noisy_to_be_sure_of_silence_is_said_next_to_the_level_meter(data_dir):
     from local_admin.panel import status_view
 
-    make_app(data_dir).app_context().push()
-    note = "The room is too noisy to be sure when someone has finished: the box waits longer."
-    view = status_view({"state": "in_round", "listening": {"too_noisy": True, "noise_note": note}}, None)
-    assert view["too_noisy"] is True and view["noise_note"] == note
+    app = make_app(data_dir)
+    app.app_context().push()
+    too_noisy = {"too_noisy": True, "room_noise": "too_noisy", "noise_floor_db": -27.6,
+                 "too_noisy_db": -31.0}
+    view = status_view({"state": "in_round", "listening": too_noisy}, None)
+    assert view["too_noisy"] is True
+    assert view["noise_note"].startswith("The room is too noisy to be sure when someone has finished "
+                                         "(background -28 dB, above -31 dB)")
+    loud = {"too_noisy": False, "room_noise": "loud", "noise_floor_db": -36.2}
+    note = status_view({"state": "idle", "listening": loud}, None)["noise_note"]
+    assert note.startswith("The room is loud (background -36 dB): the box may not hear a soft voice")
+    assert "closer" in note
+    quiet = {"too_noisy": False, "room_noise": "quiet", "noise_floor_db": -52.0}
+    assert status_view({"state": "idle", "listening": quiet}, None)["noise_note"] == ""
     assert status_view({"state": "idle", "listening": {}}, None)["noise_note"] == ""
+    with app.test_request_context(headers={"Accept-Language": "sw"}):
+        from local_admin.i18n import force_locale
+
+        with force_locale("sw"):
+            swahili = status_view({"state": "idle", "listening": loud}, None)["noise_note"]
+    assert swahili and "The room" not in swahili and "-36" in swahili  # in the reader's language

@@ -79,6 +79,14 @@ class Harness:
         self.at(end + hangover)
         self._feed(eng.SpeechEnded(end, end - start), end + hangover)
 
+    def maybe_speech(self, start: float, quiet_from: float, hangover: float = 0.0) -> None:
+        """The listener half hears a voice from `start` (not sure enough to call it speech); the
+        silence after it counts from `quiet_from`, reported `hangover` seconds late."""
+        self.at(start + hangover)
+        self._feed(eng.MaybeSpeech(start), start + hangover)
+        self.at(quiet_from + hangover)
+        self._feed(eng.MaybeSpeechEnded(quiet_from), quiet_from + hangover)
+
     def logs(self, event: str) -> list[dict]:
         return [c.fields for c in self.commands if isinstance(c, eng.Log) and c.event == event]
 
@@ -225,6 +233,58 @@ def test_listening_turn_ends_after_silence_not_inside_a_thinking_pause():
     assert h.logs("turn_ended") == []
     h.at(23.1)
     assert h.logs("turn_ended")[0]["reason"] == "silence"
+
+
+def test_a_half_heard_voice_after_speech_holds_the_end_of_the_turn():
+    # issue 13: a soft speaker going on under the room's noise is only "maybe" speech to the
+    # detector; the silence that ends her turn counts from after it
+    h = Harness(listening=True)
+    h.press("goto:share")
+    h.at(3).finish_audio()
+    h.speech(4, 10)
+    h.maybe_speech(11, 12.5, hangover=0.6)  # her soft words, then quiet from 12.5
+    h.at(15.4)
+    assert h.logs("turn_ended") == []  # 5.4 s after her last sure word, 2.9 s after the maybe
+    h.at(15.6)
+    assert h.logs("turn_ended")[0]["reason"] == "silence"
+
+
+def test_a_half_heard_voice_holds_the_end_while_it_lasts():
+    h = Harness(listening=True)
+    h.press("goto:share")
+    h.at(3).finish_audio()
+    h.speech(4, 10)
+    h.at(12.5)
+    h._feed(eng.MaybeSpeech(12.4), 12.5)
+    h.at(20)  # still half heard: never ended under her
+    assert h.logs("turn_ended") == []
+    h._feed(eng.MaybeSpeechEnded(20), 20)
+    h.at(23.1)
+    assert h.logs("turn_ended")[0]["reason"] == "silence"
+
+
+def test_a_half_heard_voice_is_not_speech_a_silent_turn_still_passes():
+    h = Harness(listening=True)
+    h.press("goto:share")
+    h.at(3).finish_audio()
+    h.maybe_speech(5, 6)  # the next room, a chair: nobody in the circle was heard
+    h.at(13.1)
+    assert h.logs("turn_ended")[0]["reason"] == "pass"
+
+
+def test_a_half_heard_voice_waits_the_wrap_up_too():
+    h = Harness(listening=True)
+    h.press("goto:share")
+    h.at(3).finish_audio()
+    h.speech(4, 150)  # past max, still speaking
+    h._feed(eng.MaybeSpeech(150.5), 150.5)
+    h.at(153)
+    assert "msg:wrap_up" not in h.played()  # not over words the box half hears
+    h._feed(eng.MaybeSpeechEnded(153), 153)
+    h.at(153.9)
+    assert "msg:wrap_up" not in h.played()
+    h.at(154.1)
+    assert h.engine.playing == "msg:wrap_up"
 
 
 def test_nobody_speaks_is_a_pass_and_long_silence_ends_the_round():
@@ -385,6 +445,18 @@ def test_advance_on_silence_moves_on_after_a_quiet_room_and_waits_while_people_t
     h.at(14.1)
     assert h.engine.step.id == "breathe"
     assert h.logs("step_finished")[0] == {"step": "welcome", "reason": "silence", "delivered": True}
+
+
+def test_advance_on_silence_waits_for_a_half_heard_voice_too():
+    h = Harness(listening=True, text=ON_SILENCE)
+    h.press("next")
+    h.at(3).finish_audio()
+    h.speech(5, 9)
+    h.maybe_speech(12, 13)
+    h.at(17.9)
+    assert h.engine.step.id == "welcome"
+    h.at(18.1)
+    assert h.engine.step.id == "breathe"
 
 
 def test_advance_on_silence_without_listening_waits_for_a_button():

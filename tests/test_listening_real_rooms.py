@@ -24,6 +24,9 @@ pytestmark = pytest.mark.skipif(rs.available() is not None, reason=str(rs.availa
 PACED_ROOMS = (
     rs.RoomSpec(seed=100, noise_db=-52.0, extras=("hum", "knocks", "babble", "prompts")),
     rs.RoomSpec(seed=121, noise_db=-40.0, extras=("knocks", "prompts")),
+    # a speaker the detector half hears (p 0.1-0.5 with her words 18 dB over a quiet room):
+    # before the half-heard voice held the turn open (MaybeSpeech), the box cut her off twice
+    rs.RoomSpec(seed=1008, noise_db=-46.0, extras=("hum", "babble")),
 )
 
 
@@ -59,7 +62,7 @@ def test_a_room_too_noisy_to_be_sure_waits_longer_and_says_so(request, box):
     s = score(run.decisions, run.scene)
     assert min(s.delays) > 0.5  # it waited longer than in a room it can be sure of
     assert run.listener.too_noisy
-    assert "too noisy" in run.listener.noise_note
+    assert run.listener.status()["room_noise"] == "too_noisy"  # the admin page's meter says so
 
 
 def test_the_real_rooms_are_real_speech_with_pauses_the_box_must_wait_through():

@@ -258,3 +258,29 @@ def test_a_content_release_switch_is_noticed(box):
     (data / "current").mkdir()
     (data / "current" / "content").symlink_to(release)
     box.wait(lambda s: s["script_version"] == 7, "version 7 from the release")
+
+
+def test_a_loud_room_is_said_next_to_the_admin_pages_meter(box_data, tmp_path):
+    """The runtime listening in a room with a fan at -36 dBFS, its status over the control
+    socket, the admin page's live status: the meter says the room is loud (a soft voice may
+    go unheard) and what to do, in the reader's words."""
+    import numpy as np
+    from test_admin_support import make_app, ready_client
+
+    from device.listening import open_wav_mic
+
+    rng = np.random.default_rng(7)
+    fan = rng.standard_normal(16000 * 60)
+    fan *= 10 ** (-36 / 20) / np.sqrt(np.mean(fan * fan))
+    room = tmp_path / "fan.wav"
+    _write_wav(room, (fan * 32768).astype("<i2").tobytes())
+    save_admin_config(box_data, {"listening": {"enabled": True, "commands": {"enabled": False}}})
+    box = RunningBox(box_data, listening=True, open_mic=lambda device: open_wav_mic(room))
+    try:
+        box.wait(lambda s: s["listening"].get("room_noise") == "loud", "the meter hears the fan")
+        client = ready_client(make_app(box_data), box_data)
+        live = client.get("/panel/status.json").get_json()
+        assert live["noise_note"].startswith("The room is loud (background -36 dB)")
+        assert "closer to the group" in live["noise_note"]
+    finally:
+        box.close()

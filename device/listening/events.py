@@ -31,6 +31,24 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
+class MaybeSpeech:
+    """Between utterances, after an end of speech, the listener heard something it is not sure
+    is silence for a while (`BREAK_S` within `BREAK_WINDOW_S`): a soft voice under the room's
+    noise, most often the same speaker going on, or the next room. Not a start of speech (the
+    start rule did not fire), but a decision that needs silence waits: `MaybeSpeechEnded` or
+    `SpeechStarted` follows. `t`: its first unsure frame."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class MaybeSpeechEnded:
+    """Sure silence again after `MaybeSpeech`: the silence counts from `t` (its first frame)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
 class CommandHeard:
     """A configured command phrase was heard, as a whole utterance, above the confidence floor."""
 
@@ -40,7 +58,7 @@ class CommandHeard:
     confidence: float
 
 
-ListenEvent = SpeechStarted | SpeechEnded | CommandHeard
+ListenEvent = SpeechStarted | SpeechEnded | MaybeSpeech | MaybeSpeechEnded | CommandHeard
 
 
 class MicError(RuntimeError):
