@@ -5,6 +5,7 @@ run gives the same frames).
 
     .venv/bin/python bench/bench_listening_false_ends.py --levels=-40,-34,-31 --rooms 10
     .venv/bin/python bench/bench_listening_false_ends.py --seed 128 --noise -40
+    .venv/bin/python bench/bench_listening_false_ends.py --seed-base 990 --levels=-46,-31
 
 For each false end: the utterances around it (truth), the end of speech the listener reported
 and the frames from 1 s before that end to the decision, one line per 30 ms frame: time,
@@ -27,21 +28,16 @@ for _p in (str(ROOT / "tests"), str(ROOT)):
 import audio_fixtures as af  # noqa: E402
 import real_speech as rs  # noqa: E402
 
-from bench.bench_listening_replay import OUT, ReplayDetector, answers_for  # noqa: E402
+from bench.bench_listening_replay import (  # noqa: E402
+    OUT,
+    ReplayDetector,
+    answers_for,
+    spec_for,
+)
 from bench.bench_listening_sweep import frames_of  # noqa: E402
-from device.listening import Listener, SpeechEnded, SpeechStarted, listening_settings  # noqa: E402
+from device.listening import Listener, listening_settings  # noqa: E402
 
 END_ON_SILENCE_S = 3.0
-CYCLE = (("hum", "knocks", "babble", "prompts"), ("knocks", "prompts"), ("hum", "babble"))
-
-
-def spec_for(level: float, k: int, voice_db: tuple[float, float]) -> rs.RoomSpec:
-    """The replay bench's k-th room at `level` (same seeds)."""
-    index = rs.NOISE_SWEEP_DB.index(level) if level in rs.NOISE_SWEEP_DB else 10 + int(-level)
-    return rs.RoomSpec(seed=100 + 10 * index + k, noise_db=level, extras=CYCLE[k % len(CYCLE)],
-                       voice_db=voice_db)
-
-
 def probe(spec: rs.RoomSpec, maker: af.SpeechMaker, show_all: bool = False) -> int:
     """Print every false end of this room with its frames; return how many there were."""
     scene = rs.build_room(spec, maker)
@@ -54,27 +50,25 @@ def probe(spec: rs.RoomSpec, maker: af.SpeechMaker, show_all: bool = False) -> i
         rows.append((t, listener.level_db, listener.noise_floor_db, listener.speech_probability,
                      listener.in_speech, listener.muted))
         events += [(listener.t, e) for e in got]
+    events += [(listener.t, e) for e in listener.flush()]
     found = 0
-    for emitted, e in events:
-        if not isinstance(e, SpeechEnded):
-            continue
-        decision = e.t + END_ON_SILENCE_S
+    for decision in af.turn_end_decisions(af.Run(events), END_ON_SILENCE_S):  # the engine's model
+        quiet_from = decision - END_ON_SILENCE_S  # an end of speech, or of a half-heard voice
         turn = next(((a, b) for a, b in scene.turns if a <= decision < b), None)
         if turn is None and not show_all:
             continue
-        nxt_start = next((t for t, f in events if isinstance(f, SpeechStarted) and t > emitted),
-                         None)
-        if turn is not None and nxt_start is not None and nxt_start <= decision:
-            continue  # speech started again before the decision: the engine does not decide
         found += turn is not None
         where = f"INSIDE turn {turn[0]:.2f}-{turn[1]:.2f}" if turn else "ok"
-        print(f"\n## {spec.name}: end of speech dated {e.t:.2f} (emitted {emitted:.2f}), "
-              f"decision {decision:.2f}, {where}")
+        print(f"\n## {spec.name}: silence counted from {quiet_from:.2f}, decision {decision:.2f}, "
+              f"{where}")
         for a, b, k in scene.utterances:
-            if a - 4 <= decision and b >= e.t - 4:
+            if a - 4 <= decision and b >= quiet_from - 4:
                 print(f"   utterance {a:7.2f} - {b:7.2f} (turn {k})")
+        for emitted, e in events:
+            if quiet_from - 4 <= emitted <= decision:
+                print(f"   event at {emitted:7.2f}: {e}")
         for t, lvl, floor, p, in_sp, muted in rows:
-            if e.t - 1.0 <= t <= decision + 0.3:
+            if quiet_from - 1.0 <= t <= decision + 0.3:
                 mark = "#" if p >= 0.5 else "?" if p >= 0.3 else "."
                 print(f"   {t:7.2f} lvl {lvl:6.1f} floor {floor:6.1f} +{lvl - floor:5.1f} "
                       f"p {p:4.2f} {mark}{' speech' if in_sp else ''}{' muted' if muted else ''}")
@@ -89,13 +83,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="only this seed (with --noise)")
     parser.add_argument("--noise", type=float)
     parser.add_argument("--voice-db", default="-34,-24")
+    parser.add_argument("--seed-base", type=int, default=100,
+                        help="100: the rooms the rule was tuned on; 990, 1990: held-out rooms")
     args = parser.parse_args()
     voice = tuple(float(v) for v in args.voice_db.split(","))
     maker = af.SpeechMaker(OUT / "speech-cache")
     total = 0
     for level in (float(v) for v in args.levels.split(",")):
         for k in range(args.rooms):
-            spec = spec_for(level, k, voice)
+            spec = spec_for(level, k, voice, args.seed_base)
             if args.seed is not None and (spec.seed != args.seed or level != args.noise):
                 continue
             total += probe(spec, maker)

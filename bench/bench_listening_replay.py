@@ -8,6 +8,7 @@ another moment and changes its later answers).
     (change device/listening/listener.py)
     .venv/bin/python bench/bench_listening_replay.py --against bench/out/replay-before.json
     .venv/bin/python bench/bench_listening_replay.py --voice-db=-40,-30 --levels=-46,-40,-34,-31
+    .venv/bin/python bench/bench_listening_replay.py --seed-base 990   (rooms held out)
 
 Rooms: tests/real_speech.py with the box's prompts at fixed times (open loop), the sweep's seeds
 for the first three rooms of each level; `--voice-db=-40,-30`: softer speakers than the
@@ -41,6 +42,16 @@ from device.listening.detectors import SileroDetector  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 END_ON_SILENCE_S = 3.0
+CYCLE = (("hum", "knocks", "babble", "prompts"), ("knocks", "prompts"), ("hum", "babble"))
+
+
+def spec_for(level: float, k: int, voice_db: tuple[float, float],
+             seed_base: int = 100) -> rs.RoomSpec:
+    """The replay bench's k-th room at `level`: seeds from 100 are the sweep's rooms (the rule
+    was tuned on them), from 990 and 1990 rooms held out to check it."""
+    index = rs.NOISE_SWEEP_DB.index(level) if level in rs.NOISE_SWEEP_DB else 10 + int(-level)
+    return rs.RoomSpec(seed=seed_base + 10 * index + k, noise_db=level,
+                       extras=CYCLE[k % len(CYCLE)], voice_db=voice_db)
 
 
 class RecordingDetector:
@@ -120,18 +131,18 @@ def main() -> None:
     parser.add_argument("--voice-db", default="-34,-24", help="speakers' level range (dBFS)")
     parser.add_argument("--save", type=Path, help="write every room's ends of speech here")
     parser.add_argument("--against", type=Path, help="a --save of an earlier run to compare")
+    parser.add_argument("--seed-base", type=int, default=100,
+                        help="100: the sweep's rooms (the end rule was tuned on them); 990 and "
+                             "1990: rooms held out to check a rule")
     args = parser.parse_args()
     lo, hi = (float(v) for v in args.voice_db.split(","))
     earlier = json.loads(args.against.read_text()) if args.against else {}
     saved: dict[str, list[float]] = {}
     maker = af.SpeechMaker(OUT / "speech-cache")
-    cycle = (("hum", "knocks", "babble", "prompts"), ("knocks", "prompts"), ("hum", "babble"))
     for level in (float(v) for v in args.levels.split(",")):
-        index = rs.NOISE_SWEEP_DB.index(level) if level in rs.NOISE_SWEEP_DB else 10 + int(-level)
         total, closest = RoomScore(), float("inf")
         for k in range(args.rooms):
-            spec = rs.RoomSpec(seed=100 + 10 * index + k, noise_db=level,
-                               extras=cycle[k % len(cycle)], voice_db=(lo, hi))
+            spec = spec_for(level, k, (lo, hi), args.seed_base)
             scene = rs.build_room(spec, maker)
             frames = frames_of(scene)
             run = replay(frames, answers_for(spec, frames))
