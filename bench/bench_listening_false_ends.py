@@ -31,8 +31,9 @@ import real_speech as rs  # noqa: E402
 from bench.bench_listening_replay import (  # noqa: E402
     OUT,
     ReplayDetector,
+    add_room_arguments,
     answers_for,
-    spec_for,
+    rooms_by_level,
 )
 from bench.bench_listening_sweep import frames_of  # noqa: E402
 from device.listening import Listener, listening_settings  # noqa: E402
@@ -78,20 +79,14 @@ def probe(spec: rs.RoomSpec, maker: af.SpeechMaker, show_all: bool = False) -> i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="-40,-34,-31")
-    parser.add_argument("--rooms", type=int, default=10)
+    add_room_arguments(parser, levels="-40,-34,-31")
     parser.add_argument("--seed", type=int, help="only this seed (with --noise)")
     parser.add_argument("--noise", type=float)
-    parser.add_argument("--voice-db", default="-34,-24")
-    parser.add_argument("--seed-base", type=int, default=100,
-                        help="100: the rooms the rule was tuned on; 990, 1990: held-out rooms")
     args = parser.parse_args()
-    voice = tuple(float(v) for v in args.voice_db.split(","))
     maker = af.SpeechMaker(OUT / "speech-cache")
     total = 0
-    for level in (float(v) for v in args.levels.split(",")):
-        for k in range(args.rooms):
-            spec = spec_for(level, k, voice, args.seed_base)
+    for level, specs in rooms_by_level(args):
+        for spec in specs:
             if args.seed is not None and (spec.seed != args.seed or level != args.noise):
                 continue
             total += probe(spec, maker)

@@ -45,9 +45,11 @@ from bench.bench_listening_replay import (  # noqa: E402
     END_ON_SILENCE_S,
     OUT,
     ReplayDetector,
+    add_room_arguments,
     answers_for,
     closest_call,
     replay,
+    rooms_by_level,
     spec_for,
 )
 from bench.bench_listening_sweep import RoomScore, frames_of, pct, score  # noqa: E402
@@ -72,42 +74,13 @@ BASELINE = "none"
 CUTINS = ((-40.0, 5), (-37.0, 6), (-34.0, 5), (-34.0, 9), (-31.0, 8))  # seeds 125 136 145 149 158
 
 
-class RecordingDetector:
-    """Silero behind a pre-filter, keeping every answer in the order the listener asked (a
-    reset is recorded as -1, as the replay bench does)."""
-
-    def __init__(self, prefilter: PreFilter) -> None:
-        self._det = FilteredDetector(SileroDetector(), prefilter)
-        self.answers: list[float] = []
-
-    def probability(self, frame: bytes) -> float:
-        p = self._det.probability(frame)
-        self.answers.append(p)
-        return p
-
-    def reset(self) -> None:
-        self._det.reset()
-        self.answers.append(-1.0)
-
-
 def answers_with(variant: str, spec: rs.RoomSpec, frames: list[tuple[bytes, bool]]) -> np.ndarray:
     """Silero's answers on this room through `variant`'s filter (the raw answers for the
     baseline), cached like the replay bench's."""
     if variant == BASELINE:
         return answers_for(spec, frames)
-    lo, hi = spec.voice_db
-    audio = hashlib.sha256(b"".join(f for f, _ in frames)).hexdigest()[:12]
-    path = (OUT / "listening-prefilter" / variant
-            / f"{spec.seed}_{spec.noise_db:g}_{lo:g}_{hi:g}_{audio}.npy")
-    if path.exists():
-        return np.load(path)
-    det = RecordingDetector(VARIANTS[variant]())
-    listener = Listener(listening_settings({}), vad=det)
-    for frame, playing in frames:
-        listener.process(frame, playing)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.array(det.answers))
-    return np.array(det.answers)
+    return answers_for(spec, frames, OUT / "listening-prefilter" / variant,
+                       lambda: FilteredDetector(SileroDetector(), VARIANTS[variant]()))
 
 
 def frame_probabilities(frames: list[tuple[bytes, bool]], answers: np.ndarray) -> list[float]:
@@ -182,16 +155,14 @@ def cutins(variants: list[str], maker: af.SpeechMaker,
                                                    for v in names))
 
 
-def sweep(variants: list[str], levels: list[float], rooms: int, voice: tuple[float, float],
-          maker: af.SpeechMaker) -> None:
+def sweep(variants: list[str], args: argparse.Namespace, maker: af.SpeechMaker) -> None:
     """Per level: the baseline and each variant on the same rooms."""
     names = [BASELINE, *variants]
     table = []
-    for level in levels:
+    for level, specs in rooms_by_level(args):
         totals = {v: RoomScore() for v in names}
         closest = dict.fromkeys(names, float("inf"))
-        for k in range(rooms):
-            spec = spec_for(level, k, voice)
+        for spec in specs:
             scene = rs.build_room(spec, maker)
             frames = frames_of(scene)
             line = []
@@ -246,9 +217,7 @@ def main() -> None:
     parser.add_argument("--room", action="append", default=[], metavar="LEVEL:K",
                         help="with --cutins: this room (k-th at LEVEL dBFS) instead of the five")
     parser.add_argument("--cpu", action="store_true", help="only the CPU figures")
-    parser.add_argument("--levels", default="-52,-46,-40,-37,-34,-31")
-    parser.add_argument("--rooms", type=int, default=10)
-    parser.add_argument("--voice-db", default="-34,-24", help="speakers' level range (dBFS)")
+    add_room_arguments(parser)
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -264,8 +233,7 @@ def main() -> None:
     elif args.cpu:
         cpu(variants, maker)
     else:
-        lo, hi = (float(v) for v in args.voice_db.split(","))
-        sweep(variants, [float(v) for v in args.levels.split(",")], args.rooms, (lo, hi), maker)
+        sweep(variants, args, maker)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +47,24 @@ END_ON_SILENCE_S = 3.0
 CYCLE = (("hum", "knocks", "babble", "prompts"), ("knocks", "prompts"), ("hum", "babble"))
 
 
+def add_room_arguments(parser: argparse.ArgumentParser,
+                       levels: str = "-52,-46,-40,-37,-34,-31") -> None:
+    """The replay benches' choice of rooms: `rooms_by_level` reads them back."""
+    parser.add_argument("--levels", default=levels, help="steady noise levels (dBFS)")
+    parser.add_argument("--rooms", type=int, default=10, help="rooms a level")
+    parser.add_argument("--voice-db", default="-34,-24", help="speakers' level range (dBFS)")
+    parser.add_argument("--seed-base", type=int, default=100,
+                        help="100: the sweep's rooms (the end rule was tuned on them); 990 and "
+                             "1990: rooms held out to check a rule")
+
+
+def rooms_by_level(args: argparse.Namespace) -> Iterator[tuple[float, list[rs.RoomSpec]]]:
+    """Each level of `--levels` with its rooms (`add_room_arguments`)."""
+    lo, hi = (float(v) for v in args.voice_db.split(","))
+    for level in (float(v) for v in args.levels.split(",")):
+        yield level, [spec_for(level, k, (lo, hi), args.seed_base) for k in range(args.rooms)]
+
+
 def spec_for(level: float, k: int, voice_db: tuple[float, float],
              seed_base: int = 100) -> rs.RoomSpec:
     """The replay bench's k-th room at `level`: seeds from 100 are the sweep's rooms (the rule
@@ -55,10 +75,11 @@ def spec_for(level: float, k: int, voice_db: tuple[float, float],
 
 
 class RecordingDetector:
-    """Silero, keeping every answer in the order the listener asked."""
+    """Silero (or `detector`, e.g. Silero behind a filter), keeping every answer in the order
+    the listener asked."""
 
-    def __init__(self) -> None:
-        self._det = SileroDetector()
+    def __init__(self, detector: Any = None) -> None:
+        self._det = detector if detector is not None else SileroDetector()
         self.answers: list[float] = []
 
     def probability(self, frame: bytes) -> float:
@@ -84,18 +105,19 @@ class ReplayDetector:
         assert next(self._answers) == -1.0, "the replay left the recorded run"
 
 
-def answers_for(spec: rs.RoomSpec, frames: list[tuple[bytes, bool]]) -> np.ndarray:
-    """Silero's answers on this room (cached by the room's samples: a room changes when its
-    recordings or the box's prompts do)."""
+def answers_for(spec: rs.RoomSpec, frames: list[tuple[bytes, bool]],
+                cache: Path = OUT / "listening-replay",
+                make_detector: Callable[[], Any] | None = None) -> np.ndarray:
+    """Silero's answers on this room (or `make_detector()`'s, cached in its own `cache`),
+    cached by the room's samples: a room changes when its recordings or the box's prompts do."""
     import hashlib
 
     lo, hi = spec.voice_db
     audio = hashlib.sha256(b"".join(f for f, _ in frames)).hexdigest()[:12]
-    path = (OUT / "listening-replay"
-            / f"{spec.seed}_{spec.noise_db:g}_{lo:g}_{hi:g}_{audio}.npy")
+    path = cache / f"{spec.seed}_{spec.noise_db:g}_{lo:g}_{hi:g}_{audio}.npy"
     if path.exists():
         return np.load(path)
-    det = RecordingDetector()
+    det = RecordingDetector(make_detector() if make_detector is not None else None)
     listener = Listener(listening_settings({}), vad=det)
     for frame, playing in frames:
         listener.process(frame, playing)
@@ -126,23 +148,17 @@ def closest_call(run: af.Run, scene: af.Scene) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="-52,-46,-40,-37,-34,-31")
-    parser.add_argument("--rooms", type=int, default=10)
-    parser.add_argument("--voice-db", default="-34,-24", help="speakers' level range (dBFS)")
+    add_room_arguments(parser)
     parser.add_argument("--save", type=Path, help="write every room's ends of speech here")
     parser.add_argument("--against", type=Path, help="a --save of an earlier run to compare")
-    parser.add_argument("--seed-base", type=int, default=100,
-                        help="100: the sweep's rooms (the end rule was tuned on them); 990 and "
-                             "1990: rooms held out to check a rule")
     args = parser.parse_args()
     lo, hi = (float(v) for v in args.voice_db.split(","))
     earlier = json.loads(args.against.read_text()) if args.against else {}
     saved: dict[str, list[float]] = {}
     maker = af.SpeechMaker(OUT / "speech-cache")
-    for level in (float(v) for v in args.levels.split(",")):
+    for level, specs in rooms_by_level(args):
         total, closest = RoomScore(), float("inf")
-        for k in range(args.rooms):
-            spec = spec_for(level, k, (lo, hi), args.seed_base)
+        for spec in specs:
             scene = rs.build_room(spec, maker)
             frames = frames_of(scene)
             run = replay(frames, answers_for(spec, frames))

@@ -39,8 +39,9 @@ import device.listening.listener as listener_module  # noqa: E402
 from bench.bench_listening_replay import (  # noqa: E402
     END_ON_SILENCE_S,
     ReplayDetector,
+    add_room_arguments,
     answers_for,
-    spec_for,
+    rooms_by_level,
 )
 from bench.bench_listening_sweep import RoomScore, frames_of, listen_run, pct, score  # noqa: E402
 from device.listening import Listener, listening_settings  # noqa: E402
@@ -82,20 +83,14 @@ def replay(frames: list[tuple[bytes, bool]], answers: Any, override: dict[str, A
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="-52,-46,-40,-37,-34,-31")
-    parser.add_argument("--rooms", type=int, default=10)
-    parser.add_argument("--voice-db", default="-34,-24", help="speakers' level range (dBFS)")
+    add_room_arguments(parser)
     parser.add_argument("--only", default="", help="variant names, separated by ;")
-    parser.add_argument("--seed-base", type=int, default=100,
-                        help="100: the rooms the rule was tuned on; 990, 1990: held-out rooms")
     args = parser.parse_args()
-    lo, hi = (float(v) for v in args.voice_db.split(","))
     names = [n for n in VARIANTS if not args.only or n in args.only.split(";")]
     maker = af.SpeechMaker(OUT / "speech-cache")
     table: dict[tuple[float, str], RoomScore] = {}
-    for level in (float(v) for v in args.levels.split(",")):
-        for k in range(args.rooms):
-            spec = spec_for(level, k, (lo, hi), args.seed_base)
+    for level, specs in rooms_by_level(args):
+        for spec in specs:
             scene = rs.build_room(spec, maker)
             frames = frames_of(scene)
             answers = answers_for(spec, frames)

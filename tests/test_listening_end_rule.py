@@ -227,7 +227,7 @@ def maybes(events):
 def test_a_voice_half_heard_after_an_end_is_reported_and_then_its_silence():
     # her soft words go on after the end: "not sure" frames 5 dB over the room for 0.6 s
     _, events = _after_an_end([0.4] * 20 + [0.05] * 40, [-40.0] * 20 + [-45.0] * 40)
-    (i_start, start), (i_end, end) = maybes(events)
+    (_, start), (i_end, end) = maybes(events)
     assert isinstance(start, MaybeSpeech) and start.t == pytest.approx(99 * FRAME_S)
     assert isinstance(end, MaybeSpeechEnded)
     assert end.t == pytest.approx(119 * FRAME_S)  # the silence counts from her last half-heard frame
