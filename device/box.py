@@ -87,6 +87,8 @@ class Box:
 
         Logged first, then given to the engine; a command becomes a dispatch like any button.
         """
+        from dataclasses import replace
+
         from device.listening.events import (
             CommandHeard,
             MaybeSpeech,
@@ -95,22 +97,16 @@ class Box:
             SpeechStarted,
         )
 
-        if isinstance(heard, SpeechStarted):
-            self.emit(signals.SPEECH_STARTED, {})
-            self.handle(SpeechStarted(at))
-        elif isinstance(heard, SpeechEnded):
-            self.emit(signals.SPEECH_ENDED, {"duration_s": round(heard.duration_s, 2)})
-            self.handle(SpeechEnded(at, heard.duration_s))
-        elif isinstance(heard, MaybeSpeech):
-            self.emit(signals.MAYBE_SPEECH, {})
-            self.handle(MaybeSpeech(at))
-        elif isinstance(heard, MaybeSpeechEnded):
-            self.emit(signals.MAYBE_SPEECH_ENDED, {})
-            self.handle(MaybeSpeechEnded(at))
-        elif isinstance(heard, CommandHeard):
-            self.emit("command", {"phrase": heard.phrase, "confidence": round(heard.confidence, 2)})
+        if isinstance(heard, CommandHeard):
+            self.emit(signals.COMMAND_HEARD, {"phrase": heard.phrase, "confidence": round(heard.confidence, 2)})
             self.dispatch(heard.action, "voice")
             self.process_pending()
+            return
+        names = {SpeechStarted: signals.SPEECH_STARTED, SpeechEnded: signals.SPEECH_ENDED,
+                 MaybeSpeech: signals.MAYBE_SPEECH, MaybeSpeechEnded: signals.MAYBE_SPEECH_ENDED}
+        fields = {"duration_s": round(heard.duration_s, 2)} if isinstance(heard, SpeechEnded) else {}
+        self.emit(names[type(heard)], fields)
+        self.handle(replace(heard, t=at))  # the engine's clock, not the microphone's
 
     def poll_audio(self) -> None:
         finished = self.speaker.poll(self.clock())
