@@ -10,14 +10,17 @@ run gives the same frames).
 For each false end: the utterances around it (truth), the end of speech the listener reported
 and the frames from 1 s before that end to the decision, one line per 30 ms frame: time,
 level, floor, p (`#` sure speech, `?` not sure, `.` sure silence), and the listener's state.
-Used to find a general rule against cut-ins (docs/listening.md, "Speech ends only when the
-silence is certain").
+Each false end also says how much of the voice in the silence the box counted the detector
+heard, and how far the unheard rest stood out of the room's noise (BENCHMARKS.md: the cut-ins
+left are voices at the level of the room's own noise). Used to find a general rule against
+cut-ins (docs/listening.md, "Speech ends only when the silence is certain").
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +29,7 @@ for _p in (str(ROOT / "tests"), str(ROOT)):
         sys.path.insert(0, _p)
 
 import audio_fixtures as af  # noqa: E402
+import numpy as np  # noqa: E402
 import real_speech as rs  # noqa: E402
 
 from bench.bench_listening_replay import (  # noqa: E402
@@ -37,8 +41,44 @@ from bench.bench_listening_replay import (  # noqa: E402
 )
 from bench.bench_listening_sweep import frames_of  # noqa: E402
 from device.listening import Listener, listening_settings  # noqa: E402
+from device.listening.events import FRAME_S  # noqa: E402
 
 END_ON_SILENCE_S = 3.0
+@dataclass(frozen=True)
+class Anatomy:
+    """What of a speaker's voice fell in the silence the box counted before a false end."""
+
+    voice_s: float  # the truth: seconds of someone speaking
+    heard_s: float  # of those, frames the detector was at least not sure about (p >= 0.3)
+    unheard_over_floor_db: float  # median level of the rest over the room's noise floor
+
+    def sentence(self) -> str:
+        return (f"{self.voice_s:.2f} s of voice, {self.heard_s:.2f} s of it heard (p >= 0.3), "
+                f"the rest a median {self.unheard_over_floor_db:+.1f} dB over the room's floor")
+
+
+ANATOMY: list[Anatomy] = []
+
+
+def heard_of_voice(rows: list[tuple], scene: af.Scene, quiet_from: float,
+                   decision: float) -> Anatomy:
+    """How much voice there was in [quiet_from, decision), how much of it the detector heard,
+    and how far the unheard rest stood out of the room's noise."""
+    voice = heard = 0
+    unheard_over: list[float] = []
+    for t, lvl, floor, p, _in_speech, _muted in rows:
+        if not quiet_from <= t < decision:
+            continue
+        if any(a <= t < b for a, b, _ in scene.utterances):
+            voice += 1
+            if p >= 0.3:
+                heard += 1
+            else:
+                unheard_over.append(lvl - floor)
+    median = float(np.median(unheard_over)) if unheard_over else float("nan")
+    return Anatomy(voice * FRAME_S, heard * FRAME_S, median)
+
+
 def probe(spec: rs.RoomSpec, maker: af.SpeechMaker, show_all: bool = False) -> int:
     """Print every false end of this room with its frames; return how many there were."""
     scene = rs.build_room(spec, maker)
@@ -68,6 +108,9 @@ def probe(spec: rs.RoomSpec, maker: af.SpeechMaker, show_all: bool = False) -> i
         for emitted, e in events:
             if quiet_from - 4 <= emitted <= decision:
                 print(f"   event at {emitted:7.2f}: {e}")
+        anatomy = heard_of_voice(rows, scene, quiet_from, decision)
+        ANATOMY.append(anatomy)
+        print("   in the silence the box counted: " + anatomy.sentence())
         for t, lvl, floor, p, in_sp, muted in rows:
             if quiet_from - 1.0 <= t <= decision + 0.3:
                 mark = "#" if p >= 0.5 else "?" if p >= 0.3 else "."
@@ -91,6 +134,12 @@ def main() -> None:
                 continue
             total += probe(spec, maker)
     print(f"\nfalse ends: {total}")
+    if ANATOMY:
+        most_heard = max(a.heard_s for a in ANATOMY)
+        medians = [a.unheard_over_floor_db for a in ANATOMY if not np.isnan(a.unheard_over_floor_db)]
+        print(f"in the silence counted before each: at most {most_heard:.2f} s of voice heard; "
+              f"the unheard voice a median {min(medians):+.1f} to {max(medians):+.1f} dB over "
+              "the room's floor")
 
 
 if __name__ == "__main__":

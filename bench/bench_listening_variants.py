@@ -64,6 +64,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "maybe 0.45 s in 0.9 s": ({}, {"MAYBE_S": 0.45}),
     "no soft margin": ({"soft_margin_s": 0.0}, {}),
     "soft margin p95, 4-6 dB, 1 s": ({}, {"SNR_PERCENTILE": 95.0}),
+    # how far waiting longer goes (the margin grows with the noise up to this at -31 dBFS)
+    "end margin up to 1 s": ({"end_margin_s": 1.0}, {}),
+    "end margin up to 2 s": ({"end_margin_s": 2.0}, {}),
 }
 
 

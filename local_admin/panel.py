@@ -263,6 +263,7 @@ def status_view(status: dict | None, problem: str | None, extra_health: dict | N
         "in_speech": bool(listening.get("in_speech")),
         "too_noisy": bool(listening.get("too_noisy")),
         "noise_note": noise_note(listening),
+        "voice_note": voice_note(listening),
         "commands": listening.get("commands"),
         "health": status.get("health") or {},
         "parts": parts_view(status, extra_health),
@@ -292,6 +293,32 @@ def noise_note(listening: dict) -> str:
                  "to the group or away from the noise, or pace this circle with the buttons.",
                  background=background)
     return ""
+
+
+# The voice check is for placing the box: someone speaks, the page says how well the box heard
+# her. A number about a voice that spoke minutes ago says nothing about the room now.
+VOICE_NOTE_FOR_S = 120.0
+
+
+def voice_note(listening: dict) -> str:
+    """The voice check next to the level meter, in the reader's language: how far the last
+    voice stood out of the room (the listener's `last_voice_db`), against the level the box
+    hears well (`clear_voice_db`); nothing once that voice is VOICE_NOTE_FOR_S old. How long
+    ago is said too: a voice too soft to measure leaves the one before it on the meter, and the
+    person who just spoke must not take that one for hers."""
+    voice, age = listening.get("last_voice_db"), listening.get("last_voice_age_s")
+    clear = listening.get("clear_voice_db")
+    if not all(isinstance(x, int | float) for x in (voice, age, clear)) or age > VOICE_NOTE_FOR_S:
+        return ""
+    if voice >= clear:
+        return _("The last voice the box heard (%(ago)s s ago) stood %(voice)s dB above the "
+                 "room's noise: the box hears a voice like that well.",
+                 ago=f"{float(age):.0f}", voice=f"{float(voice):.0f}")
+    return _("The last voice the box heard (%(ago)s s ago) stood only %(voice)s dB above the "
+             "room's noise (%(clear)s dB or more is safe): the box could miss the end of a soft "
+             "word and end a turn while someone is still speaking. Move the box nearer to that "
+             "seat or away from the noise, or pace this circle with the buttons.",
+             ago=f"{float(age):.0f}", voice=f"{float(voice):.0f}", clear=f"{float(clear):.0f}")
 
 
 def course_view(block: dict | None) -> dict | None:

@@ -186,6 +186,12 @@ def test_walk_through_the_admin_page(server, tmp_path, chromium):
     page.click("nav >> text=Settings")
     expect(page.locator("h1")).to_have_text("Box settings")
     expect(page.locator("#buttons [data-status=last_input_text]")).to_contain_text("Next, from this page")
+    # the voice check next to the meter, readable on the phone: how well the last voice was heard
+    expect(page.locator("#listening [data-status=voice_note]")).to_contain_text(
+        "The last voice the box heard (3 s ago) stood only 9 dB above the room's noise (15 dB "
+        "or more is safe)")
+    expect(page.locator("#listening [data-status=noise_note]")).to_have_text("")  # a quiet room
+    assert fits_the_screen(page)
     shot(page, "settings")
     page.click("nav >> text=System")
     expect(page.locator("h1")).to_have_text("System")

@@ -359,3 +359,32 @@ def test_a_room_too_noisy_to_be_sure_of_silence_is_said_next_to_the_level_meter(
         with force_locale("sw"):
             swahili = status_view({"state": "idle", "listening": loud}, None)["noise_note"]
     assert swahili and "The room" not in swahili and "-36" in swahili  # in the reader's language
+
+
+def test_the_voice_check_next_to_the_meter_says_how_well_the_box_heard_the_last_voice(data_dir):
+    from local_admin.panel import VOICE_NOTE_FOR_S, status_view
+
+    app = make_app(data_dir)
+    app.app_context().push()
+
+    def note(voice, age, **extra):
+        listening = {"last_voice_db": voice, "last_voice_age_s": age, "clear_voice_db": 15.0,
+                     **extra}
+        return status_view({"state": "idle", "listening": listening}, None)["voice_note"]
+
+    assert note(19.6, 4.0) == ("The last voice the box heard (4 s ago) stood 20 dB above the "
+                               "room's noise: the box hears a voice like that well.")
+    soft = note(8.2, 12.4)
+    assert soft.startswith("The last voice the box heard (12 s ago) stood only 8 dB above the "
+                           "room's noise (15 dB or more is safe)")
+    assert "Move the box nearer to that seat" in soft
+    assert note(8.2, VOICE_NOTE_FOR_S + 1) == ""  # a voice minutes ago says nothing of the room now
+    assert note(None, None) == ""
+    assert status_view({"state": "idle", "listening": {}}, None)["voice_note"] == ""
+    with app.test_request_context(headers={"Accept-Language": "fr"}):
+        from local_admin.i18n import force_locale
+
+        for lang in ("fr", "sw"):
+            with force_locale(lang):
+                said = note(8.2, 4.0)
+            assert said and "The last voice" not in said and "8" in said and "15" in said

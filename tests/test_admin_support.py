@@ -157,6 +157,10 @@ class FakeBox:
                     "noise_floor_db": -61.0,
                     "in_speech": True,
                     "commands": "off: no model",
+                    # the voice check: someone spoke softly a few seconds ago
+                    "last_voice_db": 9.4,
+                    "last_voice_age_s": 3.0,
+                    "clear_voice_db": 15.0,
                 },
                 "health": {
                     "speaker": "ok",

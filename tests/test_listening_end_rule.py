@@ -256,3 +256,33 @@ def test_a_frame_far_above_the_room_is_never_sure_silence():
     assert ends(events) == [] and listener.in_speech
     listener, events = run(probs, [-50.0] * 53 + [-49.0] * len(syllables))
     assert len(ends(events)) == 1
+
+
+def test_the_voice_check_says_how_far_the_last_voice_stood_out_of_the_room():
+    """The meter's voice check: after each utterance of a second or more, how far it stood
+    out of the room's noise; a knock too short to be a voice leaves the last one shown."""
+    from device.listening.listener import CLEAR_VOICE_DB
+
+    room, clear, soft, knock, after = 100, 60, 60, 14, 120
+    probs = ([0.0] * room + [0.95] * clear + [0.0] * after + [0.95] * soft + [0.0] * after
+             + [0.95] * knock + [0.0] * after)
+    levels = ([-50.0] * room + [-30.0] * clear + [-50.0] * after + [-42.0] * soft
+              + [-50.0] * after + [-35.0] * knock + [-50.0] * after)
+    listener = Listener(SETTINGS, vad=ScriptedDetector(probs))
+    shown = []
+    for i, level in enumerate(levels):
+        got = listener.process(frame_at(level, i), box_playing=False)
+        if any(isinstance(e, SpeechEnded) for e in got):
+            shown.append(listener.status()["last_voice_db"])
+    assert listener.status()["clear_voice_db"] == CLEAR_VOICE_DB
+    # a clear voice 20 dB over the room, a soft one 8 dB over, then a knock that shows nothing new
+    assert shown[0] == pytest.approx(20.0, abs=1.0) and shown[0] >= CLEAR_VOICE_DB
+    assert shown[1] == pytest.approx(8.0, abs=1.0) and shown[1] < CLEAR_VOICE_DB
+    assert len(shown) == 3 and shown[2] == shown[1]
+    # how long ago the soft voice ended, in audio time: the meter drops an old one
+    age = listener.status()["last_voice_age_s"]
+    assert age == pytest.approx((after + knock + after) * FRAME_S, abs=0.2)
+    fresh = Listener(SETTINGS, vad=ScriptedDetector([0.0] * 10))
+    for i in range(10):
+        fresh.process(frame_at(-50.0, i), box_playing=False)
+    assert fresh.status()["last_voice_db"] is None and fresh.status()["last_voice_age_s"] is None

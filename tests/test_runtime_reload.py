@@ -260,6 +260,42 @@ def test_a_content_release_switch_is_noticed(box):
     box.wait(lambda s: s["script_version"] == 7, "version 7 from the release")
 
 
+def test_a_soft_voice_is_said_next_to_the_admin_pages_meter_with_what_to_do(box_data, tmp_path):
+    """The voice check, as a facilitator placing the box does it: someone reads a sentence
+    softly from her seat in a room with a fan at -40 dBFS; the runtime hears it through its
+    real detector, and the admin page's live status says how far the voice stood out of the
+    room, that it is too soft to be safe, and what to do."""
+    import audio_fixtures as af
+    import numpy as np
+    import real_speech as rs
+    from test_admin_support import make_app, ready_client
+
+    from device.listening import open_wav_mic
+    from device.listening.listener import CLEAR_VOICE_DB
+
+    rng = np.random.default_rng(11)
+    voice = af.at_level(rs.clip(*rs.TALKERS[0].clips[0]), -35.0)
+    fan = rng.standard_normal(16000 * 3 + len(voice) + 16000 * 5)
+    fan *= 10 ** (-40 / 20) / np.sqrt(np.mean(fan * fan))
+    fan[16000 * 3:16000 * 3 + len(voice)] += voice
+    room = tmp_path / "soft-voice.wav"
+    _write_wav(room, (np.clip(fan, -1, 1) * 32767).astype("<i2").tobytes())
+    save_admin_config(box_data, {"listening": {"enabled": True, "commands": {"enabled": False}}})
+    box = RunningBox(box_data, listening=True, open_mic=lambda device: open_wav_mic(room))
+    try:
+        heard = box.wait(lambda s: s["listening"].get("last_voice_db") is not None, "the voice")
+        shown = heard["listening"]["last_voice_db"]
+        assert 0 < shown < CLEAR_VOICE_DB, heard["listening"]
+        client = ready_client(make_app(box_data), box_data)
+        live = client.get("/panel/status.json").get_json()
+        assert live["voice_note"].startswith("The last voice the box heard ("), live["voice_note"]
+        assert (f"s ago) stood only {shown:.0f} dB above the room's noise ({CLEAR_VOICE_DB:.0f} "
+                "dB or more is safe)") in live["voice_note"]
+        assert "Move the box nearer to that seat" in live["voice_note"]
+    finally:
+        box.close()
+
+
 def test_a_loud_room_is_said_next_to_the_admin_pages_meter(box_data, tmp_path):
     """The runtime listening in a room with a fan at -36 dBFS, its status over the control
     socket, the admin page's live status: the meter says the room is loud (a soft voice may

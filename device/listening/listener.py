@@ -35,6 +35,10 @@ The end rule, because being cut off is the worst thing the box can do to a perso
   start of speech (no command is fed, a silent turn still passes).
 - The noise floor learns only from frames the detector is sure are not speech, so a quiet
   speaker who talks on without a dip is never taken for the room's noise.
+
+The voice check, for placing the box: after an utterance of at least VOICE_CHECK_MIN_S, how far
+it stood out of the room (`last_voice_db`) stays on the admin page's meter until the next one
+replaces it. One number about a voice, never who spoke; nothing is written by the listener.
 """
 
 from __future__ import annotations
@@ -98,6 +102,15 @@ MAYBE_S = 0.3
 MAYBE_WINDOW_S = 0.9
 MAYBE_OVER_FLOOR_DB = 2.0
 SNR_PERCENTILE = 98.0  # an utterance's level: this percentile of its sure-speech frames
+# The voice check (docs/listening.md, "Placing the box"): the admin page's meter says how far
+# the last voice stood out of the room (an utterance's level, as above). In rooms of real
+# people from -40 to -31 dBFS, no turn was cut into whose utterances stood a median
+# CLEAR_VOICE_DB or more over the room (517 turns, four sets of rooms); 15 of the 603 below
+# it or never measured were (bench/bench_listening_voice_check.py, BENCHMARKS.md). Shown only
+# for an utterance with VOICE_CHECK_MIN_S of sure speech: a cough or a knock says nothing of
+# a voice.
+CLEAR_VOICE_DB = 15.0
+VOICE_CHECK_MIN_S = 1.0
 
 
 class RoomNoise(StrEnum):
@@ -171,8 +184,9 @@ class NoiseFloor:
 
 class UtteranceLoudness:
     """How far the current utterance stands out of the room (dB over the noise floor), from its
-    sure-speech frames. Held in memory for one utterance only and forgotten at its end: a
-    property of what is being said now, never of a person."""
+    sure-speech frames. Held in memory for one utterance only and cleared at its end (the
+    listener keeps the result, one number, for the meter's voice check): a property of what is
+    being said now, never of a person."""
 
     BIN_DB = 0.5
     LOW_DB, HIGH_DB = -10.0, 50.0
@@ -183,6 +197,11 @@ class UtteranceLoudness:
 
     def clear(self) -> None:
         self._counts[:] = 0
+
+    @property
+    def frames(self) -> int:
+        """Sure-speech frames heard in this utterance."""
+        return int(self._counts.sum())
 
     def add(self, over_floor_db: float) -> None:
         clipped = min(self.HIGH_DB, max(self.LOW_DB, over_floor_db))
@@ -256,6 +275,11 @@ class Listener:
         self._seg_start = 0
         self._loudness = UtteranceLoudness()
         self._silence_from: int | None = None  # first frame of the run of sure silence
+        # The voice check: the last utterance's level over the room and the frame it ended at.
+        # One number, replaced by the next utterance's: nothing about who spoke.
+        self._last_voice_db: float | None = None
+        self._last_voice_end = 0
+        self._voice_check_frames = max(1, _frames(VOICE_CHECK_MIN_S))
         self._cmd_active = False
         # Between utterances (after a first end of speech): "not sure" frames (MAYBE_S within
         # MAYBE_WINDOW_S) are reported as MaybeSpeech, so that the engine holds a decision that
@@ -340,11 +364,30 @@ class Listener:
         share = (LOUD_SNR_DB - snr) / (LOUD_SNR_DB - SOFT_SNR_DB)
         return self.settings.soft_margin_s * min(1.0, max(0.0, share))
 
+    @property
+    def last_voice_db(self) -> float | None:
+        """How far the last utterance (of at least VOICE_CHECK_MIN_S of sure speech) stood
+        out of the room's noise, in dB; None before one."""
+        return self._last_voice_db
+
+    @property
+    def last_voice_age_s(self) -> float | None:
+        """Audio time since that utterance ended."""
+        if self._last_voice_db is None:
+            return None
+        return (self._n - self._last_voice_end) * FRAME_S
+
     def status(self) -> dict[str, Any]:
-        """The live meter as the runtime publishes it (admin page)."""
+        """The live meter as the runtime publishes it (admin page): the level now, the room's,
+        how the room stands for hearing soft voices, and the voice check (the last voice over
+        the room, how long ago, and the level the box hears well)."""
+        voice, age = self.last_voice_db, self.last_voice_age_s
         return {"level_db": round(self.level_db, 1), "noise_floor_db": round(self.noise_floor_db, 1),
                 "in_speech": self.in_speech, "too_noisy": self.too_noisy,
-                "room_noise": self.room_noise.value, "too_noisy_db": self.settings.too_noisy_db}
+                "room_noise": self.room_noise.value, "too_noisy_db": self.settings.too_noisy_db,
+                "last_voice_db": round(voice, 1) if voice is not None else None,
+                "last_voice_age_s": round(age, 1) if age is not None else None,
+                "clear_voice_db": CLEAR_VOICE_DB}
 
     def _time(self, frame_index: int) -> float:
         return self._start_t + frame_index * FRAME_S
@@ -494,6 +537,9 @@ class Listener:
         self._after_speech = True
         self._silence_from = None
         self._window.clear()
+        if self._loudness.frames >= self._voice_check_frames:
+            self._last_voice_db = self._loudness.snr_db()
+            self._last_voice_end = end_index
         self._loudness.clear()
         if self._cmd_active and not command:
             assert self.commands is not None

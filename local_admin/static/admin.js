@@ -99,7 +99,8 @@
     if (status) status.hidden = !s.running;
     document.querySelectorAll("[data-status]").forEach(function (el) {
       var v = s[el.getAttribute("data-status")];
-      el.textContent = (v === null || v === undefined || v === "") ? "-" :
+      var none = el.classList.contains("note") ? "" : "-";  // no sentence: nothing to read
+      el.textContent = (v === null || v === undefined || v === "") ? none :
         (typeof v === "number" ? String(Math.round(v * 10) / 10) : String(v));
     });
     document.querySelectorAll("[data-status-meter]").forEach(function (el) {
