@@ -58,6 +58,14 @@ class Anatomy:
 
 
 ANATOMY: list[Anatomy] = []
+ROOM_OVER: list[float] = []  # every room's own frames (nobody speaking): level over the floor
+
+
+def room_alone(rows: list[tuple], scene: af.Scene, clear_s: float = 0.3) -> list[float]:
+    """The level over the floor of the frames where only the room is heard: no utterance
+    within `clear_s`, the box not speaking."""
+    return [lvl - floor for t, lvl, floor, _p, _in_speech, muted in rows
+            if not muted and not any(a - clear_s <= t < b + clear_s for a, b, _ in scene.utterances)]
 
 
 def heard_of_voice(rows: list[tuple], scene: af.Scene, quiet_from: float,
@@ -92,6 +100,7 @@ def probe(spec: rs.RoomSpec, maker: af.SpeechMaker, show_all: bool = False) -> i
                      listener.in_speech, listener.muted))
         events += [(listener.t, e) for e in got]
     events += [(listener.t, e) for e in listener.flush()]
+    ROOM_OVER.extend(room_alone(rows, scene))
     found = 0
     for decision in af.turn_end_decisions(af.Run(events), END_ON_SILENCE_S):  # the engine's model
         quiet_from = decision - END_ON_SILENCE_S  # an end of speech, or of a half-heard voice
@@ -140,6 +149,10 @@ def main() -> None:
         print(f"in the silence counted before each: at most {most_heard:.2f} s of voice heard; "
               f"the unheard voice a median {min(medians):+.1f} to {max(medians):+.1f} dB over "
               "the room's floor")
+        room = np.array(ROOM_OVER)
+        print(f"the room alone (nobody speaking), in the same rooms: a median "
+              f"{np.median(room):+.1f} dB over its floor, a quarter of its frames over "
+              f"{np.percentile(room, 75):+.1f} dB, a tenth over {np.percentile(room, 90):+.1f} dB")
 
 
 if __name__ == "__main__":

@@ -252,6 +252,14 @@ def alsa_device_problem(value: Any) -> str | None:
     return None
 
 
+# The speech detectors `listening.detector` names (device/listening/detectors.py builds them).
+DETECTORS = ("silero", "webrtc")
+# Listening settings only the webrtc detector uses: webrtcvad's mode, and the level gate for a
+# detector that takes a fan for a voice. Silero tells voices from noise itself, and the gate
+# would swallow a quiet speaker in a loud room (device/listening/listener.py).
+WEBRTC_ONLY = ("vad_aggressiveness", "noise_margin_db")
+
+
 class ListeningSection(FrozenSection):
     """`listening`: pacing the circle by the room's voices, through the box's microphone.
 
@@ -260,11 +268,11 @@ class ListeningSection(FrozenSection):
 
     enabled: Flag  # the runtime opens the microphone only when this is true
     device: str | None  # ALSA capture device for arecord, like plughw:1,0; null: the default
-    vad_aggressiveness: int  # webrtcvad mode 0 (lenient) .. 3 (strict)
+    vad_aggressiveness: int  # webrtcvad mode 0 (lenient) .. 3 (strict); webrtc only
     speech_start_s: between(0.09, 2.0)  # this much mostly-speech audio starts speech
     speech_start_ratio: between(0.3, 1.0)  # share of speech frames needed in that window
     speech_end_hangover_s: between(0.09, 2.0)  # speech ends after this much non-speech
-    noise_margin_db: between(0.0, 40.0)  # a frame must be this much louder than the room
+    noise_margin_db: between(0.0, 40.0)  # a frame must be this much louder than the room; webrtc only
     min_speech_db: between(-96.0, -10.0)  # and louder than this (dBFS): below it is silence
     noise_rise_s: between(0.1, 120.0)  # how slowly the room's level follows a louder room
     noise_fall_s: between(0.05, 60.0)  # how quickly it follows a quieter room
@@ -298,8 +306,8 @@ class ListeningSection(FrozenSection):
     @field_validator("detector", mode="before")
     @classmethod
     def _detector_name(cls, value: Any) -> Any:
-        if value not in ("silero", "webrtc"):
-            raise ValueError(f"must be silero or webrtc, not {value!r}")
+        if value not in DETECTORS:
+            raise ValueError(f"must be {' or '.join(DETECTORS)}, not {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from device.config import (
 from device.config import (
     read_layer as read_layer_file,
 )
-from device.config_sections import DEFAULT_PHRASES, language_of
+from device.config_sections import DEFAULT_PHRASES, DETECTORS, WEBRTC_ONLY, language_of
 from device.datafolder import DataFolder
 from device.fsutil import atomic_write_text
 from local_admin import state
@@ -46,6 +46,11 @@ LISTEN_NUMBERS = {  # form field -> (label, help); the limits are the model's
     "speech_start_s": (_l("Speech starts after (s)"), _l("how long someone must talk to count")),
     "speech_end_hangover_s": (_l("Speech ends after quiet of (s)"), ""),
     "min_speech_db": (_l("Quietest speech (dBFS)"), _l("below this is silence")),
+}
+# The speech detectors, in the words of someone choosing one (`listening.detector`).
+DETECTOR_CHOICES = {
+    "silero": _l("Silero (recommended): hears voices in noise"),
+    "webrtc": _l("WebRTC: lighter, but takes a fan or talk next door for a voice"),
 }
 DHIS2_CODES = ("org_unit", "category_option_combo", "data_set")  # the code fields on the form
 
@@ -92,6 +97,7 @@ def _form_values() -> dict[str, Any]:
         "volume_cap": round(c.audio.volume_cap * 100),
         "listen_enabled": listening.enabled,
         "vad_aggressiveness": listening.vad_aggressiveness,
+        "detector": listening.detector,
         "commands_enabled": listening.commands.enabled,
         "commands_language": listening.commands.language,
         "phrases": "\n".join(f"{p} = {a}" for p, a in listening.commands.phrases.items()),
@@ -132,6 +138,8 @@ def _render(values: dict, errors: dict, status: int = 200):
         buttons=c.buttons.map,
         actions=actions,
         listen_numbers=LISTEN_NUMBERS,
+        webrtc_only=WEBRTC_ONLY,
+        detector_choices=DETECTOR_CHOICES,
         dhis2_elements={key: translated(label) for key, label in dhis2_measures().items()},
         page_languages=language_choices(),
         protected=_is_protected,
@@ -264,6 +272,11 @@ def _listening_updates(f, errors: dict) -> dict[str, Any]:
         listening["vad_aggressiveness"] = int(f.get("vad_aggressiveness", ""))
     except ValueError:
         errors["vad_aggressiveness"] = _("choose 0, 1, 2 or 3")
+    if "detector" in f:  # an older form without the choice keeps the saved detector
+        if f["detector"] in DETECTORS:
+            listening["detector"] = f["detector"]
+        else:
+            errors["detector"] = _("choose Silero or WebRTC")
     language = f.get("commands_language", "").strip()
     phrases = _phrase_lines(f.get("phrases", ""), errors)
     current = state().config.listening.commands
@@ -348,6 +361,7 @@ _FIELD_OF_KEY = {
     "buttons": "buttons",
     "listening.enabled": "listen_enabled",
     "listening.vad_aggressiveness": "vad_aggressiveness",
+    "listening.detector": "detector",
     "listening.commands.enabled": "commands_enabled",
     "listening.commands.language": "commands_language",
     "listening.commands.phrases": "phrases",

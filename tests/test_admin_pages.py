@@ -100,8 +100,19 @@ def test_button_listening_dhis2_and_access_settings(data_dir):
     assert (
         saved["vad_aggressiveness"] == 3
         and saved["commands"]["phrases"]["say that again"] == "repeat"
+        and "detector" not in saved  # a form without the choice keeps the saved detector
     )
+    assert client.post("/settings/", data={**listening, "detector": "webrtc"}).status_code == 302
+    saved = yaml.safe_load((data_dir / "admin-config.yaml").read_text())["listening"]
+    assert saved["detector"] == "webrtc"
+    page = client.get("/settings/").get_data(as_text=True)
+    assert '<option value="webrtc" selected>' in page
+    # the settings only WebRTC uses are under their own heading, saying Silero ignores them
+    webrtc_only = page.split('id="webrtc-only"')[1].split("</fieldset>")[0]
+    assert 'name="vad_aggressiveness"' in webrtc_only and 'name="listen_noise_margin_db"' in webrtc_only
+    assert "these two change nothing" in webrtc_only and "listen_speech_start_s" not in webrtc_only
     for key, value, field in (
+        ("detector", "loudest", "detector"),
         ("listen_noise_margin_db", "99", "listen_noise_margin_db"),
         ("phrases", "next = next", "phrases"),
         ("phrases", "jump now = fly", "phrases"),

@@ -286,3 +286,36 @@ def test_the_voice_check_says_how_far_the_last_voice_stood_out_of_the_room():
     for i in range(10):
         fresh.process(frame_at(-50.0, i), box_playing=False)
     assert fresh.status()["last_voice_db"] is None and fresh.status()["last_voice_age_s"] is None
+
+
+def test_the_settings_only_webrtc_uses_change_nothing_with_a_detector_that_hears_noise_apart():
+    """`config_sections.WEBRTC_ONLY` is what the admin page puts under "For the WebRTC detector
+    only": with a probability detector (Silero) the listener decides the same whatever they
+    are; with webrtc's yes/no the level gate does change what starts speech."""
+    from device.config_sections import WEBRTC_ONLY
+
+    # a soft voice 4 dB over a -40 dBFS room, sure to the detector
+    probs = [0.0] * 100 + [0.95] * 60 + [0.0] * 150
+    levels = [-40.0] * 100 + [-36.0] * 60 + [-40.0] * 150
+    extreme = {"noise_margin_db": 40.0, "vad_aggressiveness": 0}
+    assert set(extreme) == set(WEBRTC_ONLY)
+    _, base = run(probs, levels)
+    assert ends(base)  # heard, and ended
+    for key, value in extreme.items():
+        _, changed = run(probs, levels, listening_settings({"soft_margin_s": 0.0, key: value}))
+        assert changed == base, key
+
+    class YesNo:  # webrtcvad's answer: speech or not
+        def __init__(self, answers):
+            self._a = iter(answers)
+
+        def is_speech(self, frame, rate):
+            return next(self._a) > 0.5
+
+    def webrtc_run(margin_db):
+        settings = listening_settings({"soft_margin_s": 0.0, "noise_margin_db": margin_db})
+        listener = Listener(settings, vad=YesNo(probs))
+        return [e for i, level in enumerate(levels)
+                for e in listener.process(frame_at(level, i), box_playing=False)]
+
+    assert ends(list(enumerate(webrtc_run(0.0)))) and not webrtc_run(40.0)

@@ -17,9 +17,10 @@ from typing import Protocol
 
 import numpy as np
 
+from device.config_sections import DETECTORS
 from device.listening.events import FRAME_SAMPLES, SAMPLE_RATE
 
-DETECTORS = ("silero", "webrtc")
+__all__ = ["DETECTORS", "SileroDetector", "SpeechDetector", "WebrtcDetector", "build_detector"]
 
 
 class SpeechDetector(Protocol):

@@ -254,8 +254,9 @@ class Listener:
         self._hangover = max(1, _frames(settings.speech_end_hangover_s))
         self._tail = _frames(settings.self_mute_tail_s)
         # The level gate (a frame must stand `noise_margin_db` out of the room) is for webrtc,
-        # which takes a fan for speech. Silero tells them apart itself, and the gate would
-        # swallow a quiet speaker in a loud room (-36 dBFS speech adds 1 dB to -31 dBFS noise).
+        # which takes a fan for speech (config_sections.WEBRTC_ONLY). Silero tells them apart
+        # itself, and the gate would swallow a quiet speaker in a loud room (-36 dBFS speech
+        # adds 1 dB to -31 dBFS noise).
         self._margin_db = settings.noise_margin_db if self._binary else -math.inf
         self._min_db = settings.min_speech_db
         self._floor = NoiseFloor(settings, guard_all_frames=self._binary)
