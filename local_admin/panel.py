@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from device.actions import ACTIONS, UnknownAction, parse_action
@@ -310,15 +312,16 @@ def voice_note(listening: dict) -> str:
     clear = listening.get("clear_voice_db")
     if not all(isinstance(x, int | float) for x in (voice, age, clear)) or age > VOICE_NOTE_FOR_S:
         return ""
+    # whole dB, rounded down: 14.6 must not read "only 15 dB (15 dB or more is safe)"
+    shown, ago = f"{math.floor(voice):d}", f"{float(age):.0f}"
     if voice >= clear:
         return _("The last voice the box heard (%(ago)s s ago) stood %(voice)s dB above the "
-                 "room's noise: the box hears a voice like that well.",
-                 ago=f"{float(age):.0f}", voice=f"{float(voice):.0f}")
+                 "room's noise: the box hears a voice like that well.", ago=ago, voice=shown)
     return _("The last voice the box heard (%(ago)s s ago) stood only %(voice)s dB above the "
              "room's noise (%(clear)s dB or more is safe): the box could miss the end of a soft "
              "word and end a turn while someone is still speaking. Move the box nearer to that "
              "seat or away from the noise, or pace this circle with the buttons.",
-             ago=f"{float(age):.0f}", voice=f"{float(voice):.0f}", clear=f"{float(clear):.0f}")
+             ago=ago, voice=shown, clear=f"{float(clear):.0f}")
 
 
 def course_view(block: dict | None) -> dict | None:

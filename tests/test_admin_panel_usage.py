@@ -372,12 +372,14 @@ def test_the_voice_check_next_to_the_meter_says_how_well_the_box_heard_the_last_
                      **extra}
         return status_view({"state": "idle", "listening": listening}, None)["voice_note"]
 
-    assert note(19.6, 4.0) == ("The last voice the box heard (4 s ago) stood 20 dB above the "
+    assert note(20.4, 4.0) == ("The last voice the box heard (4 s ago) stood 20 dB above the "
                                "room's noise: the box hears a voice like that well.")
     soft = note(8.2, 12.4)
     assert soft.startswith("The last voice the box heard (12 s ago) stood only 8 dB above the "
                            "room's noise (15 dB or more is safe)")
     assert "Move the box nearer to that seat" in soft
+    assert "stood only 14 dB" in note(14.6, 4.0)  # never "only 15 dB (15 dB or more is safe)"
+    assert "stood 15 dB above the room's noise: the box hears" in note(15.0, 4.0)
     assert note(8.2, VOICE_NOTE_FOR_S + 1) == ""  # a voice minutes ago says nothing of the room now
     assert note(None, None) == ""
     assert status_view({"state": "idle", "listening": {}}, None)["voice_note"] == ""

@@ -268,6 +268,8 @@ def test_the_voice_check_on_the_admin_pages_meter_says_how_well_the_box_heard_a_
     real detector, and the admin page's live status says how far her voice stood out of the
     room: read softly (-35 dBFS), too soft to be safe and what to do; read clearly (-22 dBFS),
     heard well."""
+    import math
+
     import audio_fixtures as af
     import numpy as np
     import real_speech as rs
@@ -293,12 +295,12 @@ def test_the_voice_check_on_the_admin_pages_meter_says_how_well_the_box_heard_a_
         assert note.startswith("The last voice the box heard ("), note
         if voice_db < -30:
             assert 0 < shown < CLEAR_VOICE_DB, heard["listening"]
-            assert (f"s ago) stood only {shown:.0f} dB above the room's noise "
+            assert (f"s ago) stood only {math.floor(shown)} dB above the room's noise "
                     f"({CLEAR_VOICE_DB:.0f} dB or more is safe)") in note
             assert "Move the box nearer to that seat" in note
         else:
             assert shown >= CLEAR_VOICE_DB, heard["listening"]
-            assert note.endswith(f"s ago) stood {shown:.0f} dB above the room's noise: the box "
+            assert note.endswith(f"s ago) stood {math.floor(shown)} dB above the room's noise: the box "
                                  "hears a voice like that well."), note
     finally:
         box.close()
