@@ -65,8 +65,14 @@ MOVES = ["next"] * 6 + ["skip"] * 3 + ["pause", "help", "repeat", "volume_up", "
 
 def install_room(work: Path, data: Path, seed: int) -> Path:
     """A bin dir whose `arecord` streams the room; returns it (goes first on the service's PATH)."""
+    return install_microphone(work, room_scene(data, seed, longest_s=SPEECH_LONGEST_S))
+
+
+def install_microphone(work: Path, pcm: bytes) -> Path:
+    """A bin dir whose `arecord` streams `pcm` (16 kHz mono S16LE) in real time, looped: the
+    room at the process boundary, for a real `circlebox run`. Returns the dir (first on PATH)."""
     scene = work / "room.raw"
-    scene.write_bytes(room_scene(data, seed, longest_s=SPEECH_LONGEST_S))
+    scene.write_bytes(pcm)
     bin_dir = work / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     arecord = bin_dir / "arecord"

@@ -129,12 +129,15 @@ class Box:
 
     # -- the runtime ----------------------------------------------------------------------------
 
-    def start_runtime(self, timeout: float = 60.0) -> dict:
-        """`circlebox run` with mock pins, its sound to the disk driver; the status once ready."""
+    def start_runtime(self, timeout: float = 60.0, microphone: Path | None = None) -> dict:
+        """`circlebox run` with mock pins, its sound to the disk driver; the status once ready.
+        `microphone`: a bin dir whose `arecord` is the room (bench.soak_service.install_microphone)."""
         from bench.service import wait_ready
         from device.datafolder import DataFolder
 
         env = box_env(self.data, PYTHONUNBUFFERED="1", SDL_DISKAUDIOFILE=str(self.audio.path))
+        if microphone is not None:
+            env["PATH"] = f"{microphone}{os.pathsep}{env.get('PATH', '')}"
         self.runtime = Service("runtime", [str(PYTHON), "-m", "device.cli", "run"], env, self.work / "runtime.log")
         status = wait_ready(DataFolder(self.data).control_socket, self.runtime.proc, timeout=timeout)
         if status is None:
