@@ -33,7 +33,7 @@ class SpeechEnded:
 @dataclass(frozen=True)
 class MaybeSpeech:
     """Between utterances, after an end of speech, the listener heard something it is not sure
-    is silence for a while (`BREAK_S` within `BREAK_WINDOW_S`): a soft voice under the room's
+    is silence for a while (`MAYBE_S` within `MAYBE_WINDOW_S`): a soft voice under the room's
     noise, most often the same speaker going on, or the next room. Not a start of speech (the
     start rule did not fire), but a decision that needs silence waits: `MaybeSpeechEnded` or
     `SpeechStarted` follows. `t`: its first unsure frame."""

@@ -70,8 +70,8 @@ _SILENT_DB = -100.0
 _WARMUP_S = 1.0  # the floor rises quickly during the first second it hears
 _WARMUP_RISE_S = 0.2
 QUIET_ROOM_DB = -50.0  # at or below this floor the end of speech needs no extra margin
-# Above this floor a soft voice can go unheard and be cut off (issue 13: none of 210 turns at
-# -46 dBFS, 12 of 840 from -40 to -31 dBFS in rooms of real people; BENCHMARKS.md): the
+# Above this floor a soft voice can go unheard and be cut off (issue 13: none of 280 turns at
+# -46 dBFS, 15 of 1120 from -40 to -31 dBFS in rooms of real people; BENCHMARKS.md): the
 # admin page's meter says so, and how to place the box.
 LOUD_ROOM_DB = -43.0
 
