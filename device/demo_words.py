@@ -179,6 +179,9 @@ EVENT_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     signals.TURN_ENDED: lambda f: f"Turn {f.get('n')} is over{TURN_END_WORDS.get(str(f.get('reason')), '')}.",
     "turn_warning": lambda f: f"Turn {f.get('n')}: time is nearly up (a soft chime).",
     "turn_max": lambda f: f"Turn {f.get('n')}: the time is up.",
+    "turn_left_to_facilitator": lambda f: (f"Turn {f.get('n')}: the box did not hear this voice "
+                                           "clearly; press n when the person has finished."),
+    "turn_heard_clearly": lambda f: f"Turn {f.get('n')}: the box hears this voice clearly again.",
     "reminder": lambda f: f"Turn {f.get('n')}: a gentle reminder to finish.",
     "round_ended": lambda f: f"The round is over after {f.get('turns')} turn(s).",
     "timer_ended": lambda f: "The timer is over (bell).",

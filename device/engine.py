@@ -22,6 +22,8 @@ from device.listening.events import (  # `t`: when it really happened, on our cl
     MaybeSpeechEnded,
     SpeechEnded,
     SpeechStarted,
+    VoiceLevels,
+    heard_clearly,
 )
 from device.script import (
     NOTES,
@@ -188,6 +190,27 @@ class _Sequence:
 
 
 @dataclass
+class _Voices:
+    """How clearly the box heard the voices since a turn (or a wait for a quiet room) began.
+
+    A silence after a voice the box did not hear clearly may be that voice going on under the
+    room's noise: nothing that waits for silence takes it for an end, the facilitator does
+    (issue 13: in rooms of real people, 15 of the box's 15 cut-ins in four sets of rooms were
+    voices like that). Levels only, in memory, gone with the turn: nothing says who spoke."""
+
+    heard: bool = False  # an utterance has ended
+    voice: VoiceLevels = field(default_factory=VoiceLevels)  # all of them, added up
+
+    def add(self, ended: SpeechEnded) -> None:
+        self.heard = True
+        self.voice = self.voice + ended.voice
+
+    @property
+    def unclear(self) -> bool:
+        return self.heard and not heard_clearly(self.voice)
+
+
+@dataclass
 class _Turn:
     n: int
     start: float  # active time
@@ -199,6 +222,7 @@ class _Turn:
     reminder_due: bool = False
     reminded: bool = False
     over_max: bool = False
+    voices: _Voices = field(default_factory=_Voices)
 
 
 class Engine:
@@ -262,6 +286,7 @@ class Engine:
         self._round_phase: RoundPhase | None = None
         self._round_open = False
         self._round_last_activity = 0.0
+        self._waiting_voices = _Voices()  # heard while a step waits (`advance: on_silence`)
         self._timer_start: float | None = None  # active time the current timer step began
         self._session_intro: list[str] = []  # sounds still due before the circle's first step
         self._lead_in: list[str] | None = None  # the sounds before the current step, while they play
@@ -360,6 +385,7 @@ class Engine:
         if state == State.IN_ROUND and self._turn is not None and isinstance(step, RoundStep):
             limit = REHEARSAL_TURN_S if self._round_phase == RoundPhase.SIMULATED else step.turns.max_s
             return {"kind": "turn", "turn": self._turn.n, "warn_s": step.turns.warn_s, "paused": paused,
+                    "left_to_facilitator": self.listening and self._turn.voices.unclear,
                     **_clock(active - self._turn.start, limit)}
         if state == State.TIMER and self._timer_start is not None and isinstance(step, TimerStep):
             return {"kind": "timer", "paused": paused,
@@ -419,12 +445,27 @@ class Engine:
         ended = min(self._active, event.t - self._paused_total)
         turn = self._turn
         self._round_last_activity = ended
+        if self.state == State.WAITING:
+            self._waiting_voices.add(event)
         self._arm_advance_on_silence(ended)
         if self.state != State.IN_ROUND or turn is None or self._round_phase != RoundPhase.TURN:
             return
         turn.in_speech = False
         turn.last_speech_end = max(ended, turn.start)
+        was_unclear = turn.voices.unclear
+        turn.voices.add(event)
+        if self.listening and turn.voices.unclear != was_unclear:
+            self._turn_clarity_changed(turn)
         self._arm_turn()
+
+    def _turn_clarity_changed(self, turn: _Turn) -> None:
+        """The box now hears this turn's voice clearly, or no longer does. Not clearly, its end
+        is the facilitator's: the status light blinks slowly, as whenever the box waits for
+        NEXT, and the admin page's clock says so (`countdown`)."""
+        self._log("turn_left_to_facilitator" if turn.voices.unclear else "turn_heard_clearly", n=turn.n)
+        self._led()
+        if not turn.voices.unclear:
+            turn.reminder_due = turn.warned and not turn.reminded  # said at a pause, as ever
 
     def _handle_maybe_speech(self, _event: MaybeSpeech) -> None:
         # A speaker may be going on softly, under the room's noise: whatever waits for silence
@@ -679,7 +720,21 @@ class Engine:
         self._cmds.append(Log(event, fields))
 
     def _led(self) -> None:
-        self._set_led(LED_FOR_STATE[self.state])
+        self._set_led(self._light())
+
+    def _light(self) -> str:
+        """The status light's pattern for what the box does now. In a turn the facilitator is
+        to end (a voice the box did not hear clearly), the slow blink of waiting for NEXT, then
+        how far the turn's time has gone; without listening, only the time."""
+        turn = self._turn
+        if (self.state != State.IN_ROUND or turn is None or self._round_phase not in TURN_PHASES
+                or self._hears(turn)):
+            return LED_FOR_STATE[self.state]
+        if turn.over_max:
+            return "turn_over"
+        if turn.warned:
+            return "turn_warn"
+        return "waiting" if self.listening else LED_FOR_STATE[self.state]
 
     def _set_led(self, pattern: str) -> None:
         self.led = pattern
@@ -860,12 +915,15 @@ class Engine:
             self._finish_step(how, delivered=True)
         else:
             self._set_state(State.WAITING)
+            self._waiting_voices = _Voices()
             self._arm_advance_on_silence()
 
     def _arm_advance_on_silence(self, quiet_since: float | None = None) -> None:
-        """`advance: on_silence`: move on once the room is quiet (only while listening works)."""
+        """`advance: on_silence`: move on once the room is quiet (only while listening works, and
+        if the box heard clearly whoever spoke while it waited: else NEXT moves on)."""
         step = self.step
-        if self.state == State.WAITING and self.listening and getattr(step, "advance", "button") == "on_silence":
+        if (self.state == State.WAITING and self.listening and not self._waiting_voices.unclear
+                and getattr(step, "advance", "button") == "on_silence"):
             quiet_for = 0.0 if quiet_since is None else max(0.0, self._active - quiet_since)
             self._set_deadline("advance_silence", max(0.0, step.advance_silence_s - quiet_for),
                                lambda: self._finish_step("silence", delivered=True))
@@ -954,7 +1012,7 @@ class Engine:
             self._set_deadline("turn_warn", max(0.0, turn.start + t.warn_s - self._active), self._turn_warn)
         if not turn.over_max:
             self._set_deadline("turn_max", max(0.0, turn.start + t.max_s - self._active), self._turn_max)
-        if not self.listening:
+        if not self._hears(turn):
             return
         if not turn.speech_seen:
             self._set_deadline("turn_silence", max(0.0, turn.start + t.pass_on_silence_s - self._active),
@@ -969,14 +1027,19 @@ class Engine:
                 self._set_deadline("turn_silence", max(0.0, t.end_on_silence_s - quiet_for),
                                    lambda: self._end_turn(reason))
 
+    def _hears(self, turn: _Turn) -> bool:
+        """The box may take a silence in this turn for its end, and speak into a pause: it
+        listens, and heard the voice clearly (`_Voices`). Else the facilitator ends the turn."""
+        return self.listening and not turn.voices.unclear
+
     def _turn_warn(self) -> None:
         turn = self._turn
         if turn is None:
             return
         turn.warned = True
         self._log("turn_warning", n=turn.n)
-        if not self.listening:
-            self._set_led("turn_warn")  # the facilitator sees it; nobody is interrupted
+        if not self._hears(turn):
+            self._led()  # the facilitator sees it (turn_warn); nobody is interrupted
             return
         turn.reminder_due = True
         if not turn.in_speech and not turn.maybe_speech:
@@ -988,8 +1051,8 @@ class Engine:
             return
         turn.over_max = True
         self._log("turn_max", n=turn.n)
-        if not self.listening:
-            self._set_led("turn_over")
+        if not self._hears(turn):
+            self._led()  # turn_over
             self._play(["bell:chime"])  # a soft chime, never words, over someone who may be speaking
             return
         if not turn.in_speech and not turn.maybe_speech:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from device import engine as eng
 from device.actions import ACTIONS
+from device.listening.events import VoiceLevels
 from device.script import packaged_scripts_dir, parse_script
 
 SCRIPT = parse_script((packaged_scripts_dir() / "three-step-circle.yaml").read_text(encoding="utf-8"),
@@ -22,7 +23,8 @@ events = st.one_of(
     st.sampled_from(PRESSES).map(lambda a: ("press", a)),
     st.just(("audio_end", None)),
     st.floats(min_value=0.01, max_value=400).map(lambda dt: ("wait", dt)),
-    st.floats(min_value=0.1, max_value=200).map(lambda d: ("speech", d)),
+    st.tuples(st.floats(min_value=0.1, max_value=200),  # how long, and how clearly heard
+              st.one_of(st.none(), st.floats(min_value=0, max_value=40))).map(lambda s: ("speech", s)),
     st.booleans().map(lambda on: ("listening", on)),
 )
 
@@ -49,9 +51,11 @@ def run(sequence, listening: bool) -> list[tuple[str, dict]]:
                 feed(eng.Tick())
             t = target
         elif kind == "speech":
+            duration, voice_db = value
             feed(eng.SpeechStarted(t))  # when speech really happened, on the engine's clock
-            t += value
-            feed(eng.SpeechEnded(t, value))
+            t += duration
+            voice = VoiceLevels() if voice_db is None else VoiceLevels.steady(voice_db, duration)
+            feed(eng.SpeechEnded(t, duration, voice))
         elif kind == "listening":
             feed(eng.ListeningChanged(value))
         elif kind == "look":  # a test's own check at this point: value(engine, log so far)

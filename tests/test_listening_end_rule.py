@@ -259,9 +259,9 @@ def test_a_frame_far_above_the_room_is_never_sure_silence():
 
 
 def test_the_voice_check_says_how_far_the_last_voice_stood_out_of_the_room():
-    """The meter's voice check: after each utterance of a second or more, how far it stood
+    """The meter's voice check: after each utterance of half a second or more, how far it stood
     out of the room's noise; a knock too short to be a voice leaves the last one shown."""
-    from device.listening.listener import CLEAR_VOICE_DB
+    from device.listening import CLEAR_VOICE_DB, heard_clearly
 
     room, clear, soft, knock, after = 100, 60, 60, 14, 120
     probs = ([0.0] * room + [0.95] * clear + [0.0] * after + [0.95] * soft + [0.0] * after
@@ -269,12 +269,17 @@ def test_the_voice_check_says_how_far_the_last_voice_stood_out_of_the_room():
     levels = ([-50.0] * room + [-30.0] * clear + [-50.0] * after + [-42.0] * soft
               + [-50.0] * after + [-35.0] * knock + [-50.0] * after)
     listener = Listener(SETTINGS, vad=ScriptedDetector(probs))
-    shown = []
+    shown, ended = [], []
     for i, level in enumerate(levels):
         got = listener.process(frame_at(level, i), box_playing=False)
         if any(isinstance(e, SpeechEnded) for e in got):
             shown.append(listener.status()["last_voice_db"])
+            ended += [e for e in got if isinstance(e, SpeechEnded)]
     assert listener.status()["clear_voice_db"] == CLEAR_VOICE_DB
+    # each end of speech carries what the meter shows: the engine judges turns by the same
+    assert [e.voice_db for e in ended] == [shown[0], shown[1], None]
+    assert heard_clearly(ended[0].voice) and not heard_clearly(ended[1].voice)
+    assert not heard_clearly(ended[2].voice)  # a knock: too short to say anything of a voice
     # a clear voice 20 dB over the room, a soft one 8 dB over, then a knock that shows nothing new
     assert shown[0] == pytest.approx(20.0, abs=1.0) and shown[0] >= CLEAR_VOICE_DB
     assert shown[1] == pytest.approx(8.0, abs=1.0) and shown[1] < CLEAR_VOICE_DB

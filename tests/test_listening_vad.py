@@ -17,6 +17,7 @@ from audio_fixtures import (
 )
 
 from device.listening import (
+    CLEAR_VOICE_DB,
     FRAME_BYTES,
     FRAME_S,
     Listener,
@@ -50,7 +51,7 @@ def _check_circle(scene, run):
         assert any(_overlaps(s0, s1, t0, t1) for s0, s1 in segs), (t0, t1)
     # the engine (waiting end_on_silence_s after SpeechEnded) ends each turn once, after it is
     # really over, never inside a thinking pause of up to 2 s
-    decisions = turn_end_decisions(run, END_ON_SILENCE_S)
+    decisions = turn_end_decisions(run, END_ON_SILENCE_S, [t0 for t0, _ in scene.turns])
     for t0, t1 in scene.turns:
         inside = [d for d in decisions if t0 <= d < t1]
         assert not inside, f"turn {t0:.2f}-{t1:.2f} ended inside a pause at {inside}"
@@ -190,7 +191,10 @@ def test_smoothing_backdating_and_hangover():
         events += listener.process(quiet, False)
     assert len(events) == 1 and listener.in_speech  # still within the hangover
     events += listener.process(quiet, False)
-    assert events[1] == SpeechEnded(t=pytest.approx(end), duration_s=pytest.approx(end - first))
+    ended = events[1]
+    assert isinstance(ended, SpeechEnded)
+    assert (ended.t, ended.duration_s) == (pytest.approx(end), pytest.approx(end - first))
+    assert ended.voice_db >= CLEAR_VOICE_DB  # 1 s of a voice far above the room: measured, clear
     assert not listener.in_speech
 
 

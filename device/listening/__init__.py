@@ -27,10 +27,12 @@ from device.listening.commands import (
     mem_total_mb,
 )
 from device.listening.events import (
+    CLEAR_VOICE_DB,
     FRAME_BYTES,
     FRAME_S,
     FRAME_SAMPLES,
     SAMPLE_RATE,
+    VOICE_MEASURE_MIN_S,
     CommandHeard,
     ListenEvent,
     MaybeSpeech,
@@ -39,6 +41,8 @@ from device.listening.events import (
     MicSource,
     SpeechEnded,
     SpeechStarted,
+    VoiceLevels,
+    heard_clearly,
 )
 from device.listening.listener import Listener, NoiseFloor, frame_level_db
 from device.listening.mic import ArecordMic, WavMic, open_arecord_mic, open_wav_mic
@@ -52,12 +56,14 @@ from device.listening.settings import (
 )
 
 __all__ = [
+    "CLEAR_VOICE_DB",
     "DEFAULT_GARBAGE",
     "DEFAULT_PHRASES",
     "FRAME_BYTES",
     "FRAME_S",
     "FRAME_SAMPLES",
     "SAMPLE_RATE",
+    "VOICE_MEASURE_MIN_S",
     "ArecordMic",
     "CommandHeard",
     "CommandMatch",
@@ -75,11 +81,13 @@ __all__ = [
     "NoiseFloor",
     "SpeechEnded",
     "SpeechStarted",
+    "VoiceLevels",
     "WavMic",
     "build_listener",
     "build_recognizer",
     "find_model",
     "frame_level_db",
+    "heard_clearly",
     "listening_settings",
     "mem_total_mb",
     "open_arecord_mic",

@@ -36,9 +36,11 @@ The end rule, because being cut off is the worst thing the box can do to a perso
 - The noise floor learns only from frames the detector is sure are not speech, so a quiet
   speaker who talks on without a dip is never taken for the room's noise.
 
-The voice check, for placing the box: after an utterance of at least VOICE_CHECK_MIN_S, how far
-it stood out of the room (`last_voice_db`) stays on the admin page's meter until the next one
-replaces it. One number about a voice, never who spoke; nothing is written by the listener.
+How clearly a voice was heard: each `SpeechEnded` carries how far its utterance's sure-speech
+frames stood out of the room (`voice`, levels only); the engine adds up a turn's and leaves
+the end of a turn it did not hear clearly to the facilitator (`events.heard_clearly`). The last of them
+(`last_voice_db`) stays on the admin page's meter until the next one replaces it, for placing
+the box. One number about a voice, never who spoke; nothing is written by the listener.
 """
 
 from __future__ import annotations
@@ -52,14 +54,21 @@ import numpy as np
 
 from device.listening.detectors import SpeechDetector, WebrtcDetector, build_detector
 from device.listening.events import (
+    CLEAR_VOICE_DB,
     FRAME_BYTES,
     FRAME_S,
+    VOICE_BIN_DB,
+    VOICE_BINS,
+    VOICE_LOW_DB,
+    VOICE_PERCENTILE,
     CommandHeard,
     ListenEvent,
     MaybeSpeech,
     MaybeSpeechEnded,
     SpeechEnded,
     SpeechStarted,
+    VoiceLevels,
+    voice_bin,
 )
 from device.listening.settings import ListeningSettings
 
@@ -101,16 +110,6 @@ LOUD_OVER_FLOOR_DB = 10.0
 MAYBE_S = 0.3
 MAYBE_WINDOW_S = 0.9
 MAYBE_OVER_FLOOR_DB = 2.0
-SNR_PERCENTILE = 98.0  # an utterance's level: this percentile of its sure-speech frames
-# The voice check (docs/listening.md, "Placing the box"): the admin page's meter says how far
-# the last voice stood out of the room (an utterance's level, as above). In rooms of real
-# people from -40 to -31 dBFS, no turn was cut into whose utterances stood a median
-# CLEAR_VOICE_DB or more over the room (517 turns, four sets of rooms); 15 of the 603 below
-# it or never measured were (bench/bench_listening_voice_check.py, BENCHMARKS.md). Shown only
-# for an utterance with VOICE_CHECK_MIN_S of sure speech: a cough or a knock says nothing of
-# a voice.
-CLEAR_VOICE_DB = 15.0
-VOICE_CHECK_MIN_S = 1.0
 
 
 class RoomNoise(StrEnum):
@@ -184,16 +183,12 @@ class NoiseFloor:
 
 class UtteranceLoudness:
     """How far the current utterance stands out of the room (dB over the noise floor), from its
-    sure-speech frames. Held in memory for one utterance only and cleared at its end (the
-    listener keeps the result, one number, for the meter's voice check): a property of what is
-    being said now, never of a person."""
-
-    BIN_DB = 0.5
-    LOW_DB, HIGH_DB = -10.0, 50.0
+    sure-speech frames (the bins of `events.VoiceLevels`). Held in memory for one utterance
+    only and cleared at its end, when its `levels()` go out with `SpeechEnded`: a property of
+    what is being said now, never of a person."""
 
     def __init__(self) -> None:
-        n = int((self.HIGH_DB - self.LOW_DB) / self.BIN_DB) + 1
-        self._counts = np.zeros(n, dtype=np.int64)
+        self._counts = np.zeros(VOICE_BINS, dtype=np.int64)
 
     def clear(self) -> None:
         self._counts[:] = 0
@@ -204,17 +199,23 @@ class UtteranceLoudness:
         return int(self._counts.sum())
 
     def add(self, over_floor_db: float) -> None:
-        clipped = min(self.HIGH_DB, max(self.LOW_DB, over_floor_db))
-        self._counts[int((clipped - self.LOW_DB) / self.BIN_DB)] += 1
+        self._counts[voice_bin(over_floor_db)] += 1
 
     def snr_db(self) -> float | None:
-        """The utterance's level over the floor, or None before any sure speech."""
+        """The utterance's level over the floor (VOICE_PERCENTILE), or None before any sure
+        speech."""
         total = int(self._counts.sum())
         if total == 0:
             return None
-        rank = math.ceil(SNR_PERCENTILE / 100.0 * total)
+        rank = math.ceil(VOICE_PERCENTILE / 100.0 * total)
         index = int(np.searchsorted(np.cumsum(self._counts), rank))
-        return self.LOW_DB + index * self.BIN_DB
+        return VOICE_LOW_DB + index * VOICE_BIN_DB
+
+    def levels(self) -> VoiceLevels:
+        """The utterance so far, as it goes out with `SpeechEnded` (trailing empty bins cut)."""
+        nonzero = np.flatnonzero(self._counts)
+        last = int(nonzero[-1]) + 1 if len(nonzero) else 0
+        return VoiceLevels(tuple(int(c) for c in self._counts[:last]))
 
 
 def _as_detector(vad: Any, settings: ListeningSettings) -> SpeechDetector:
@@ -280,7 +281,6 @@ class Listener:
         # One number, replaced by the next utterance's: nothing about who spoke.
         self._last_voice_db: float | None = None
         self._last_voice_end = 0
-        self._voice_check_frames = max(1, _frames(VOICE_CHECK_MIN_S))
         self._cmd_active = False
         # Between utterances (after a first end of speech): "not sure" frames (MAYBE_S within
         # MAYBE_WINDOW_S) are reported as MaybeSpeech, so that the engine holds a decision that
@@ -367,7 +367,7 @@ class Listener:
 
     @property
     def last_voice_db(self) -> float | None:
-        """How far the last utterance (of at least VOICE_CHECK_MIN_S of sure speech) stood
+        """How far the last utterance (of at least VOICE_MEASURE_MIN_S of sure speech) stood
         out of the room's noise, in dB; None before one."""
         return self._last_voice_db
 
@@ -538,8 +538,9 @@ class Listener:
         self._after_speech = True
         self._silence_from = None
         self._window.clear()
-        if self._loudness.frames >= self._voice_check_frames:
-            self._last_voice_db = self._loudness.snr_db()
+        voice = self._loudness.levels()
+        if voice.level_db is not None:
+            self._last_voice_db = voice.level_db
             self._last_voice_end = end_index
         self._loudness.clear()
         if self._cmd_active and not command:
@@ -547,7 +548,7 @@ class Listener:
             self.commands.abort()
             self._cmd_active = False
             self._cmd_pending.clear()
-        return SpeechEnded(t=round(end_t, 6), duration_s=round(end_t - start_t, 6))
+        return SpeechEnded(t=round(end_t, 6), duration_s=round(end_t - start_t, 6), voice=voice)
 
     def _finish_segment(self, end_index: int) -> list[ListenEvent]:
         ended = self._end_speech(command=True, end_index=end_index)
