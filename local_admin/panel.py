@@ -123,6 +123,10 @@ def countdown_view(countdown: dict | None) -> dict | None:
         "rest": _("time is up") if over else _("left of %(limit)s", limit=_minutes_seconds(limit)),
         "pct": (round(100 * min(1.0, max(0.0, 1 - remaining / limit))) if limit > 0 else 100),
         "over": over,
+        # the box did not hear this voice clearly: it leaves the turn's end to the facilitator
+        "note": (_("The box did not hear this voice clearly, so it will not end this turn by "
+                   "itself: press NEXT when the person has finished.")
+                 if kind == "turn" and countdown.get("left_to_facilitator") else ""),
     }
 
 
@@ -286,13 +290,14 @@ def noise_note(listening: dict) -> str:
         limit = listening.get("too_noisy_db")
         return _("The room is too noisy to be sure when someone has finished (background "
                  "%(background)s dB, above %(limit)s dB): the box waits longer before it ends a "
-                 "turn. Move the box closer to the group or away from the fan, road or generator.",
+                 "turn, and leaves most turns for the facilitator to end with NEXT. Move the box "
+                 "closer to the group or away from the fan, road or generator.",
                  background=background,
                  limit=f"{float(limit):.0f}" if isinstance(limit, int | float) else "-")
     if room == "loud":
         return _("The room is loud (background %(background)s dB): the box may not hear a soft "
-                 "voice and could end a turn while someone is still speaking. Move the box closer "
-                 "to the group or away from the noise, or pace this circle with the buttons.",
+                 "voice clearly, and then leaves that turn for the facilitator to end with NEXT. "
+                 "Move the box closer to the group or away from the noise.",
                  background=background)
     return ""
 
@@ -318,9 +323,10 @@ def voice_note(listening: dict) -> str:
         return _("The last voice the box heard (%(ago)s s ago) stood %(voice)s dB above the "
                  "room's noise: the box hears a voice like that well.", ago=ago, voice=shown)
     return _("The last voice the box heard (%(ago)s s ago) stood only %(voice)s dB above the "
-             "room's noise (%(clear)s dB or more is safe): the box could miss the end of a soft "
-             "word and end a turn while someone is still speaking. Move the box nearer to that "
-             "seat or away from the noise, or pace this circle with the buttons.",
+             "room's noise (%(clear)s dB or more is clear): the box is not sure when a voice "
+             "like that has finished, so it leaves that person's turn for the facilitator to end "
+             "with NEXT. Move the box nearer to that seat or away from the noise, and the box "
+             "can pace it again.",
              ago=ago, voice=shown, clear=f"{float(clear):.0f}")
 
 

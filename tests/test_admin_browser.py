@@ -189,7 +189,7 @@ def test_walk_through_the_admin_page(server, tmp_path, chromium):
     # the voice check next to the meter, readable on the phone: how well the last voice was heard
     expect(page.locator("#listening [data-status=voice_note]")).to_contain_text(
         "The last voice the box heard (3 s ago) stood only 9 dB above the room's noise (15 dB "
-        "or more is safe)")
+        "or more is clear)")
     expect(page.locator("#listening [data-status=noise_note]")).to_have_text("")  # a quiet room
     assert fits_the_screen(page)
     shot(page, "settings")

@@ -134,6 +134,14 @@ def test_the_countdown_of_a_turn_is_on_the_panel(panel):
     assert live["countdown"]["text"] == "0:42 left of 2:00" and live["countdown"]["pct"] == 65
     html = client.get("/panel/").get_data(as_text=True)
     assert 'id="countdown-remaining">0:42<' in html and 'id="countdown" hidden' not in html
+    assert live["countdown"]["note"] == "" and 'id="countdown-note" hidden' in html
+    # a voice the box did not hear clearly: the end of the turn is the facilitator's
+    box.countdown = {**box.countdown, "left_to_facilitator": True}
+    left = client.get("/panel/status.json").get_json()["countdown"]
+    assert left["note"] == ("The box did not hear this voice clearly, so it will not end this turn "
+                            "by itself: press NEXT when the person has finished.")
+    html = client.get("/panel/").get_data(as_text=True)
+    assert 'id="countdown-note" hidden' not in html and left["note"] in html
     box.countdown = {"kind": "timer", "turn": None, "elapsed_s": 310.0, "limit_s": 300.0,
                      "remaining_s": -10.0}
     over = client.get("/panel/status.json").get_json()["countdown"]
@@ -376,9 +384,10 @@ def test_the_voice_check_next_to_the_meter_says_how_well_the_box_heard_the_last_
                                "room's noise: the box hears a voice like that well.")
     soft = note(8.2, 12.4)
     assert soft.startswith("The last voice the box heard (12 s ago) stood only 8 dB above the "
-                           "room's noise (15 dB or more is safe)")
+                           "room's noise (15 dB or more is clear)")
     assert "Move the box nearer to that seat" in soft
-    assert "stood only 14 dB" in note(14.6, 4.0)  # never "only 15 dB (15 dB or more is safe)"
+    assert "it leaves that person's turn for the facilitator to end with NEXT" in soft
+    assert "stood only 14 dB" in note(14.6, 4.0)  # never "only 15 dB (15 dB or more is clear)"
     assert "stood 15 dB above the room's noise: the box hears" in note(15.0, 4.0)
     assert note(8.2, VOICE_NOTE_FOR_S + 1) == ""  # a voice minutes ago says nothing of the room now
     assert note(None, None) == ""

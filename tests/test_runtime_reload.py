@@ -296,7 +296,7 @@ def test_the_voice_check_on_the_admin_pages_meter_says_how_well_the_box_heard_a_
         if voice_db < -30:
             assert 0 < shown < CLEAR_VOICE_DB, heard["listening"]
             assert (f"s ago) stood only {math.floor(shown)} dB above the room's noise "
-                    f"({CLEAR_VOICE_DB:.0f} dB or more is safe)") in note
+                    f"({CLEAR_VOICE_DB:.0f} dB or more is clear)") in note
             assert "Move the box nearer to that seat" in note
         else:
             assert shown >= CLEAR_VOICE_DB, heard["listening"]

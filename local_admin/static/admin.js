@@ -70,6 +70,11 @@
     setText("countdown-rest", c.rest);
     var bar = document.getElementById("countdown-bar");
     if (bar) bar.value = c.pct;
+    var note = document.getElementById("countdown-note");
+    if (note) {
+      note.textContent = c.note || "";
+      show(note, !!c.note);
+    }
   }
   var volumeBusy = false;  /* the facilitator is moving the slider: do not move it under them */
   function renderVolume(s) {
