@@ -79,7 +79,7 @@ def pacing_figures(maker: af.SpeechMaker) -> dict:
             true_end = min(near, key=lambda u1: abs(u1 - e.t))
             emit_delay.append(emitted - true_end)
             t_error.append(e.t - true_end)
-    decisions = af.turn_end_decisions(run, END_ON_SILENCE_S)
+    decisions = af.turn_end_decisions(run, END_ON_SILENCE_S, [t0 for t0, _ in scene.turns])
     turn_delay, false_ends = [], 0
     for t0, t1 in scene.turns:
         false_ends += sum(1 for d in decisions if t0 <= d < t1)

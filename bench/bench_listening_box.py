@@ -13,9 +13,11 @@ between turns; the others a round with nothing between turns. The microphone hea
 - and the box's own sounds, from the moment the engine plays them, at -16 dBFS through the
   room's reverb: the mute rule (`device.pump.mic_muted`) is the box's, not the bench's.
 
-Turn ends are the engine's `turn_ended` log events (any reason), on the room's clock. Closed
-loop: when the box decides late, it speaks late, as it would in a real room; the people in
-the recording do not wait for it (the rooms leave room for that).
+Turn ends are the engine's `turn_ended` log events, on the room's clock. Closed loop: when the
+box decides late, it speaks late, as it would in a real room; the people in the recording do
+not wait for it (the rooms leave room for that). When the box leaves a turn's end to the
+facilitator (a voice it did not hear clearly), the room's facilitator presses NEXT
+FACILITATOR_S after that person's last word (`Facilitator`); those turns are counted apart.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ START_PRESS_S = 0.5
 SPOKEN_CIRCLE = "listening-sweep-spoken"
 QUIET_CIRCLE = "listening-sweep-quiet"
 TURNS = "{end_on_silence_s: %g, pass_on_silence_s: 15, warn_s: 600, max_s: 1200}"
+FACILITATOR_S = 1.0  # she presses NEXT this long after the person's last word, when asked to
 
 
 # The box's words in the sweep's circles, as recordings of Piper with its noise off
@@ -115,6 +118,7 @@ class RoomMic:
         self._playing: list[tuple[int, np.ndarray]] = []
         self.room_at: int | None = None  # sample where the room (first turn) begins
         self.turn_ends: list[float] = []  # engine decisions, box clock
+        self.pressed: list[float] = []  # turns the facilitator ended, box clock
         self._n = 0  # samples delivered
 
     def _sound(self, sound_id: str) -> np.ndarray:
@@ -134,7 +138,7 @@ class RoomMic:
         elif event == "bell":
             self._playing.append((at, self._sound("bell:" + fields["bell"])))
         elif event == "turn_ended":
-            self.turn_ends.append(t)
+            (self.pressed if fields.get("reason") == "button" else self.turn_ends).append(t)
 
     def read_frame(self) -> bytes | None:
         a, b = self._n, self._n + FRAME_SAMPLES
@@ -156,13 +160,45 @@ class RoomMic:
         pass
 
 
+class Facilitator:
+    """The room's facilitator: when the box leaves the end of a turn to her (the admin page's
+    clock says so, `left_to_facilitator`), she presses NEXT FACILITATOR_S after the person's
+    last word, or as the next person begins if that is sooner; once a person."""
+
+    def __init__(self, scene: af.Scene, mic: RoomMic) -> None:
+        self._scene = scene
+        self._mic = mic
+        self._done: set[int] = set()
+
+    def __call__(self, now: float, engine: Any) -> str | None:
+        countdown = engine.countdown(now)
+        if self._mic.room_at is None or not (countdown or {}).get("left_to_facilitator"):
+            return None
+        t = now - self._mic.room_at / af.SR  # the room's clock
+        turns = self._scene.turns
+        i = max((k for k, (t0, _) in enumerate(turns) if t0 <= t), default=None)
+        if i is None or i in self._done:
+            return None
+        nxt = turns[i + 1][0] if i + 1 < len(turns) else math.inf
+        if t < min(turns[i][1] + FACILITATOR_S, nxt):
+            return None
+        self._done.add(i)
+        return "next"
+
+
 @dataclass
 class BoxRun:
-    decisions: list[float]  # the engine's turn ends, seconds on the room's clock
+    decisions: list[float]  # the engine's turn ends on silence, seconds on the room's clock
     scene: af.Scene  # the room (truth on the room's clock)
     cpu_s: float  # process time of the pump, engine and listener over the whole run
     listener: Any  # the box's listener after the run (its meter: noise floor, too noisy)
     room_t0: float = 0.0  # box time (s) where the room's clock starts
+    pressed: list[float] = field(default_factory=list)  # the facilitator's NEXT, room's clock
+
+    @property
+    def ends(self) -> af.TurnEnds:
+        """The box's decisions, and the turns it left to the facilitator, for scoring."""
+        return af.TurnEnds(decisions=self.decisions, left=self.pressed)
 
 
 class BoxRoom:
@@ -203,9 +239,11 @@ class BoxRoom:
                     else build_listener(settings)[0])
         run_simulation(self.config, circle, [SimEvent(START_PRESS_S, "next", "bench")],
                        mic=mic, listener=listener, extra_sinks=[mic],
+                       facilitator=Facilitator(scene, mic),
                        until=START_PRESS_S + 120.0 + scene.duration_s)
         cpu = time.process_time() - c0
         if mic.room_at is None:
             raise RuntimeError("the box never started a turn: is the circle a sharing round?")
         t0 = mic.room_at / af.SR
-        return BoxRun([t - t0 for t in mic.turn_ends if t >= t0], scene, cpu, listener, t0)
+        return BoxRun([t - t0 for t in mic.turn_ends if t >= t0], scene, cpu, listener, t0,
+                      [t - t0 for t in mic.pressed if t >= t0])

@@ -39,7 +39,10 @@ from bench.bench_listening_replay import (  # noqa: E402
     answers_for,
     rooms_by_level,
 )
-from bench.bench_listening_sweep import frames_of  # noqa: E402
+from bench.bench_listening_sweep import (  # noqa: E402
+    frames_of,
+    turn_starts,
+)
 from device.listening import Listener, listening_settings  # noqa: E402
 from device.listening.events import FRAME_S  # noqa: E402
 
@@ -102,7 +105,7 @@ def probe(spec: rs.RoomSpec, maker: af.SpeechMaker, show_all: bool = False) -> i
     events += [(listener.t, e) for e in listener.flush()]
     ROOM_OVER.extend(room_alone(rows, scene))
     found = 0
-    for decision in af.turn_end_decisions(af.Run(events), END_ON_SILENCE_S):  # the engine's model
+    for decision in af.turn_end_decisions(af.Run(events), END_ON_SILENCE_S, turn_starts(scene)):  # the engine's model
         quiet_from = decision - END_ON_SILENCE_S  # an end of speech, or of a half-heard voice
         turn = next(((a, b) for a, b in scene.turns if a <= decision < b), None)
         if turn is None and not show_all:

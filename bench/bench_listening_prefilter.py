@@ -52,7 +52,13 @@ from bench.bench_listening_replay import (  # noqa: E402
     rooms_by_level,
     spec_for,
 )
-from bench.bench_listening_sweep import RoomScore, frames_of, pct, score  # noqa: E402
+from bench.bench_listening_sweep import (  # noqa: E402
+    RoomScore,
+    frames_of,
+    pct,
+    score,
+    turn_starts,
+)
 from bench.prefilter import (  # noqa: E402
     Chain,
     FilteredDetector,
@@ -131,7 +137,7 @@ def cutins(variants: list[str], maker: af.SpeechMaker,
         stretches: list[float] = []  # the baseline's lost stretches, as dated ends of speech
         for v in names:
             run = replay(frames, answers[v])
-            s = score(af.turn_end_decisions(run, END_ON_SILENCE_S), scene)
+            s = score(af.turn_ends(run, END_ON_SILENCE_S, turn_starts(scene)), scene)
             unheard = unheard_ends(run, scene)
             if v == BASELINE:
                 decided = [d - END_ON_SILENCE_S for d in false_end_decisions(run, scene)]
@@ -168,7 +174,7 @@ def sweep(variants: list[str], args: argparse.Namespace, maker: af.SpeechMaker) 
             line = []
             for v in names:
                 run = replay(frames, answers_with(v, spec, frames))
-                s = score(af.turn_end_decisions(run, END_ON_SILENCE_S), scene)
+                s = score(af.turn_ends(run, END_ON_SILENCE_S, turn_starts(scene)), scene)
                 totals[v].add(s)
                 closest[v] = min(closest[v], closest_call(run, scene))
                 line.append(f"{v} {s.found}/{s.turns} false {s.false_ends}")

@@ -13,7 +13,8 @@ another moment and changes its later answers).
 Rooms: tests/real_speech.py with the box's prompts at fixed times (open loop), the sweep's seeds
 for the first three rooms of each level; `--voice-db=-40,-30`: softer speakers than the
 issue's -34 to -24 dBFS. Per room and per level: ends found, false ends, delay p50 / p95 / max
-beyond `end_on_silence_s`, and the closest call: the smallest time by which a speaker who
+beyond `end_on_silence_s`, turns left to the facilitator (the box waited for her NEXT after a
+voice it did not hear clearly), and the closest call: the smallest time by which a speaker who
 picked up after a pause inside a turn beat the box's end decision (negative: a false end).
 `--against`: also every end of speech dated differently from the saved run. The detector's
 answers are cached in bench/out/listening-replay.
@@ -38,7 +39,14 @@ for _p in (str(ROOT / "tests"), str(ROOT)):
 import audio_fixtures as af  # noqa: E402
 import real_speech as rs  # noqa: E402
 
-from bench.bench_listening_sweep import RoomScore, frames_of, listen_run, pct, score  # noqa: E402
+from bench.bench_listening_sweep import (  # noqa: E402
+    RoomScore,
+    frames_of,
+    listen_run,
+    pct,
+    score,
+    turn_starts,
+)
 from device.listening import Listener, SpeechEnded, SpeechStarted, listening_settings  # noqa: E402
 from device.listening.detectors import SileroDetector  # noqa: E402
 
@@ -131,13 +139,14 @@ def replay(frames: list[tuple[bytes, bool]], answers: np.ndarray) -> af.Run:
     return listen_run(Listener(listening_settings({}), vad=ReplayDetector(answers)), frames)
 
 
-def closest_call(run: af.Run, scene: af.Scene) -> float:
+def closest_call(run: af.Run, scene: af.Scene, left: list[float]) -> float:
     """For every end of speech dated inside a turn (a pause): the end decision's due time
-    minus when the speaker was heard again (SpeechStarted emitted); the smallest of them."""
+    minus when the speaker was heard again (SpeechStarted emitted); the smallest of them. Ends
+    after which the box waited for the facilitator (`left`) are no call at all."""
     calls = []
     for i, (_, e) in enumerate(run.events):
         turn = next(((a, b) for a, b in scene.turns if a <= e.t < b), None)
-        if not isinstance(e, SpeechEnded) or turn is None:
+        if not isinstance(e, SpeechEnded) or turn is None or e.t in left:
             continue
         heard = next((t for t, f in run.events[i + 1:] if isinstance(f, SpeechStarted)), None)
         if heard is not None and heard <= turn[1] + 0.3:  # the same speaker, same turn
@@ -162,21 +171,23 @@ def main() -> None:
             scene = rs.build_room(spec, maker)
             frames = frames_of(scene)
             run = replay(frames, answers_for(spec, frames))
-            s = score(af.turn_end_decisions(run, END_ON_SILENCE_S), scene)
+            decided = af.turn_ends(run, END_ON_SILENCE_S, turn_starts(scene))
+            s = score(decided, scene)
             total.add(s)
-            call = closest_call(run, scene)
+            call = closest_call(run, scene, decided.left)
             closest = min(closest, call)
             key = f"{spec.name}, voices {lo:g} to {hi:g} dBFS"
             ends = [round(e.t, 3) for _, e in run.events if isinstance(e, SpeechEnded)]
             saved[key] = ends
-            print(f"# {spec.name}: {s.found}/{s.turns} false {s.false_ends} closest {call:+.2f} "
+            print(f"# {spec.name}: {s.found}/{s.turns} left {s.left} false {s.false_ends} closest {call:+.2f} "
                   "delays " + " ".join(f"{d:+.2f}" for d in s.delays), flush=True)
             if key in earlier:
                 moved = [(a, b) for a, b in zip(earlier[key], ends, strict=False) if a != b]
                 if moved or len(earlier[key]) != len(ends):
                     print("#   ends moved: " + ", ".join(f"{a:.2f} -> {b:.2f}" for a, b in moved)
                           + ("" if len(earlier[key]) == len(ends) else " (and their number)"))
-        print(f"{level:g} dBFS: found {total.found}/{total.turns}, false ends {total.false_ends}, "
+        print(f"{level:g} dBFS: found {total.found}/{total.turns}, left to the facilitator "
+              f"{total.left}, false ends {total.false_ends}, "
               f"delay p50 {pct(total.delays, 50):+.2f} p95 {pct(total.delays, 95):+.2f} max "
               f"{max(total.delays):+.2f}, closest call {closest:+.2f} s", flush=True)
     if args.save:

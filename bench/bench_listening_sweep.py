@@ -72,10 +72,12 @@ def frames_of(scene: af.Scene) -> list[tuple[bytes, bool]]:
 # deciders: frames in, turn-end decision times out
 
 
-def circlebox_decisions(frames: list[tuple[bytes, bool]], settings=None) -> list[float]:
-    """The box's listener, and the engine's rule on what it reports."""
+def circlebox_decisions(frames: list[tuple[bytes, bool]], starts: list[float],
+                        settings=None) -> af.TurnEnds:
+    """The box's listener, and the engine's rule on what it reports (`starts`: where each
+    person begins, the facilitator's NEXT when the box leaves a turn's end to her)."""
     listener = Listener(settings or listening_settings({}))
-    return af.turn_end_decisions(listen_run(listener, frames), END_ON_SILENCE_S)
+    return af.turn_ends(listen_run(listener, frames), END_ON_SILENCE_S, starts)
 
 
 def listen_run(listener: Listener, frames: list[tuple[bytes, bool]]) -> af.Run:
@@ -141,9 +143,9 @@ def plain_decisions(frames: list[tuple[bytes, bool]], is_speech: Callable[[bytes
     return [d for f, playing in frames if (d := ep.process(f, playing)) is not None]
 
 
-def decide(name: str, frames: list[tuple[bytes, bool]]) -> list[float]:
+def decide(name: str, frames: list[tuple[bytes, bool]], starts: list[float]) -> af.TurnEnds | list[float]:
     if name == "circlebox":
-        return circlebox_decisions(frames)
+        return circlebox_decisions(frames, starts)
     if name == "webrtcvad":
         return plain_decisions(frames, webrtc_speech(3))
     if name == "silero":
@@ -159,6 +161,7 @@ def decide(name: str, frames: list[tuple[bytes, bool]]) -> list[float]:
 class RoomScore:
     turns: int = 0
     found: int = 0
+    left: int = 0  # turns whose end the box left to the facilitator (a voice not heard clearly)
     false_ends: int = 0
     extra: int = 0  # further decisions between turns (harmless: nobody is speaking)
     delays: list[float] = field(default_factory=list)  # beyond end_on_silence_s
@@ -168,6 +171,7 @@ class RoomScore:
     def add(self, other: RoomScore) -> None:
         self.turns += other.turns
         self.found += other.found
+        self.left += other.left
         self.false_ends += other.false_ends
         self.extra += other.extra
         self.delays += other.delays
@@ -176,7 +180,8 @@ class RoomScore:
 
     @property
     def perfect(self) -> bool:
-        return self.found == self.turns and self.false_ends == 0
+        """No cut-in, and every turn ended: by the box on silence, or by the facilitator."""
+        return self.found + self.left == self.turns and self.false_ends == 0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -186,7 +191,13 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, max(0, math.ceil(q / 100 * len(v)) - 1))]
 
 
-def score(decisions: list[float], scene: af.Scene) -> RoomScore:
+def score(ends: af.TurnEnds | list[float], scene: af.Scene) -> RoomScore:
+    """Per turn of the room: cut into (a decision inside it), its end found (the first decision
+    after it, and how late), or left to the facilitator (no decision: the box waited for NEXT
+    after a voice it did not hear clearly)."""
+    if not isinstance(ends, af.TurnEnds):
+        ends = af.TurnEnds(decisions=list(ends))
+    decisions = ends.decisions
     s = RoomScore(turns=len(scene.turns), audio_s=scene.duration_s)
     for i, (t0, t1) in enumerate(scene.turns):
         s.false_ends += sum(1 for d in decisions if t0 <= d < t1)
@@ -196,7 +207,14 @@ def score(decisions: list[float], scene: af.Scene) -> RoomScore:
             s.found += 1
             s.delays.append(after[0] - t1 - END_ON_SILENCE_S)
             s.extra += len(after) - 1
+        elif any(t0 <= t < nxt for t in ends.left):
+            s.left += 1
     return s
+
+
+def turn_starts(scene: af.Scene) -> list[float]:
+    """Where each person begins: the facilitator's NEXT, when the box waits for it."""
+    return [t0 for t0, _ in scene.turns]
 
 
 def run_room(spec: rs.RoomSpec, maker: af.SpeechMaker | None,
@@ -211,13 +229,13 @@ def run_room(spec: rs.RoomSpec, maker: af.SpeechMaker | None,
         frames = frames_of(scene)
         for name in plain:
             c0 = time.process_time()
-            decisions = decide(name, frames)
+            decisions = decide(name, frames, turn_starts(scene))
             cpu = time.process_time() - c0
             out[name] = score(decisions, scene)
             out[name].cpu_s = cpu
     if "circlebox" in detectors and box is not None:
         run = box.run(spec, maker)
-        out["circlebox"] = score(run.decisions, run.scene)
+        out["circlebox"] = score(run.ends, run.scene)
         out["circlebox"].cpu_s = run.cpu_s
     return {n: out[n] for n in detectors}
 
@@ -279,7 +297,7 @@ def sweep(rooms_per_level: int, use_piper: bool = True) -> tuple[list, dict]:
         for name, s in result.items():
             level[name].add(s)
         print(f"# {spec.name}: " + "; ".join(
-            f"{n} {s.found}/{s.turns} false {s.false_ends} p95 {pct(s.delays, 95):+.2f}"
+            f"{n} {s.found}/{s.turns} left {s.left} false {s.false_ends} p95 {pct(s.delays, 95):+.2f}"
             for n, s in result.items()), file=sys.stderr, flush=True)
     return rooms, per_level
 
@@ -306,10 +324,13 @@ def render(rooms: list, per_level: dict, rss: dict[str, float], rooms_per_level:
         f"utterance at most {SOFT_SNR_DB:g} dB over the room's noise (soft voices).", "",
         "Delay is the decision's time after the true end of the turn's last word, minus the "
         "3 s: how much longer than `end_on_silence_s` the person waits. A false end is a "
-        "decision inside a turn: someone cut off.", "",
-        "| steady noise dBFS | detector | rooms perfect | ends found | false ends | delay p50 / "
-        "p95 s beyond 3 s | CPU ms per audio s |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "decision inside a turn: someone cut off. Left: turns whose end the box left to the "
+        "facilitator (a voice it did not hear clearly; the room's facilitator presses NEXT 1 s "
+        "after the person's last word); a room is perfect when no one was cut off and every "
+        "turn ended, on silence or by her NEXT.", "",
+        "| steady noise dBFS | detector | rooms perfect | ends found | left to the facilitator "
+        "| false ends | delay p50 / p95 s beyond 3 s | CPU ms per audio s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for level in sorted(per_level, reverse=False):
         level_rooms = [r for spec, r in rooms if spec.noise_db == level]
@@ -318,13 +339,14 @@ def render(rooms: list, per_level: dict, rss: dict[str, float], rooms_per_level:
             perfect = sum(r[name].perfect for r in level_rooms)
             lines.append(
                 f"| {level:g} | {LABELS[name]} | {perfect}/{len(level_rooms)} | "
-                f"{s.found}/{s.turns} | {s.false_ends} | "
+                f"{s.found}/{s.turns} | {s.left} | {s.false_ends} | "
                 f"{_d(statistics.median(s.delays) if s.delays else math.nan)} / "
                 f"{_d(pct(s.delays, 95))} | {1000 * s.cpu_s / s.audio_s:.1f} |")
     lines += ["", "Down to -31 dBFS (the targets: every end found, zero false ends, p95 delay "
               "at most 0.5 s beyond `end_on_silence_s`), all levels together:", "",
-              "| detector | rooms perfect | ends found | false ends | delay p50 / p95 s | "
-              "CPU ms per audio s | peak RSS MB (alone, no vosk) |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "| detector | rooms perfect | ends found | left to the facilitator | false ends | "
+              "delay p50 / p95 s | CPU ms per audio s | peak RSS MB (alone, no vosk) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in DETECTORS:
         tot = RoomScore()
         n_rooms = perfect = 0
@@ -334,7 +356,7 @@ def render(rooms: list, per_level: dict, rss: dict[str, float], rooms_per_level:
                 n_rooms += 1
                 perfect += r[name].perfect
         lines.append(
-            f"| {LABELS[name]} | {perfect}/{n_rooms} | {tot.found}/{tot.turns} | "
+            f"| {LABELS[name]} | {perfect}/{n_rooms} | {tot.found}/{tot.turns} | {tot.left} | "
             f"{tot.false_ends} | {_d(statistics.median(tot.delays) if tot.delays else math.nan)}"
             f" / {_d(pct(tot.delays, 95))} | {1000 * tot.cpu_s / tot.audio_s:.1f} | "
             f"{rss[name]:.0f} |")
@@ -349,7 +371,10 @@ def write_section(text: str, heading: str = HEADING) -> None:
     if start < 0:
         new = old.rstrip("\n") + "\n\n" + text
     else:
-        end = old.find("\n## ", start + len(heading))
+        # the table only: the findings written under it (up to "Per-room scores") stay
+        end = old.find("\nPer-room scores", start)
+        if end < 0:
+            end = old.find("\n## ", start + len(heading))
         new = old[:start] + text + ("\n" + old[end + 1:] if end >= 0 else "")
     from device.fsutil import atomic_write_text
 
@@ -372,7 +397,7 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.write_text(json.dumps([
-            {"room": spec.name, **{n: {"found": s.found, "turns": s.turns,
+            {"room": spec.name, **{n: {"found": s.found, "left": s.left, "turns": s.turns,
                                        "false_ends": s.false_ends, "delays": s.delays}
                                    for n, s in r.items()}} for spec, r in rooms], indent=1))
     if args.write:

@@ -2,11 +2,14 @@
 meter shows it, tell which turns the box may cut into?
 
 The open-loop replay rooms of bench/bench_listening_replay.py (real people reading, Silero's
-answers cached per room). For every turn: the levels over the room's noise the listener
-reported for its utterances (`Listener.last_voice_db`, the number the meter shows after each
-utterance), their median, and whether the box cut into that turn (a turn-end decision inside
-it, by the engine's own model `audio_fixtures.turn_end_decisions`). Printed: turns and cut-ins
-by the turn's median voice level, in 3 dB bands, and the share of turns at or above
+answers cached per room). For every turn: how far its voice stood over the room's noise, its
+utterances' levels added up as the engine adds them (`VoiceLevels`: the loud part, the 98th
+percentile of all its sure-speech frames, what the meter shows for one utterance), and
+whether a box that ended every turn on silence would have cut
+into it (a turn-end decision inside it, by the engine's own model
+`audio_fixtures.turn_end_decisions` without the rule that leaves a turn whose voice stood under
+`CLEAR_VOICE_DB` to the facilitator: this bench is where that line comes from). Printed: turns and cut-ins
+by the turn's voice level, in 3 dB bands, and the share of turns at or above
 `CLEAR_VOICE_DB` (the level the meter calls heard well).
 
     .venv/bin/python bench/bench_listening_voice_check.py --levels=-40,-37,-34,-31
@@ -16,7 +19,6 @@ by the turn's median voice level, in 3 dB bands, and the share of turns at or ab
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -36,35 +38,42 @@ from bench.bench_listening_replay import (  # noqa: E402
     answers_for,
     rooms_by_level,
 )
-from bench.bench_listening_sweep import frames_of  # noqa: E402
-from device.listening import Listener, SpeechEnded, listening_settings  # noqa: E402
-from device.listening.listener import CLEAR_VOICE_DB  # noqa: E402
+from bench.bench_listening_sweep import (  # noqa: E402
+    frames_of,
+    turn_starts,
+)
+from device.listening import (  # noqa: E402
+    CLEAR_VOICE_DB,
+    Listener,
+    SpeechEnded,
+    VoiceLevels,
+    listening_settings,
+)
 
 BANDS_DB = (6.0, 9.0, 12.0, CLEAR_VOICE_DB, 18.0, 21.0)
 
 
 def turns_of_room(spec: rs.RoomSpec, maker: af.SpeechMaker) -> list[tuple[float | None, bool]]:
-    """Per turn: the median voice level the meter showed for its utterances (None: no
-    utterance long enough to show), and whether the box cut into it."""
+    """Per turn: how far its voice stood over the room, all its utterances added up as the
+    engine adds them (`VoiceLevels.level_db`; None: too little sure speech to say), and whether
+    a box ending every turn on silence would have cut into it."""
     scene = rs.build_room(spec, maker)
     frames = frames_of(scene)
     listener = Listener(listening_settings({}), vad=ReplayDetector(answers_for(spec, frames)))
     run = af.Run([])
-    shown: list[tuple[float, float]] = []  # (end of utterance, the level the meter shows)
     for frame, playing in frames:
         for e in listener.process(frame, playing):
             run.events.append((listener.t, e))
-            age = listener.last_voice_age_s
-            if isinstance(e, SpeechEnded) and age is not None \
-                    and abs(age - (listener.t - e.t)) < 1e-6:  # this utterance is shown
-                assert listener.last_voice_db is not None
-                shown.append((e.t, listener.last_voice_db))
-    decisions = af.turn_end_decisions(run, END_ON_SILENCE_S)
+    # the box as it was before it left unclear turns to the facilitator: where would it cut in?
+    decisions = af.turn_end_decisions(run, END_ON_SILENCE_S, turn_starts(scene), leave_unclear=False)
     out = []
     for t0, t1 in scene.turns:
-        levels = [db for t, db in shown if t0 <= t <= t1 + END_ON_SILENCE_S]
+        voice = VoiceLevels()
+        for _, e in run.events:
+            if isinstance(e, SpeechEnded) and t0 <= e.t <= t1 + END_ON_SILENCE_S:
+                voice = voice + e.voice
         cut = any(t0 <= d < t1 for d in decisions)
-        out.append((statistics.median(levels) if levels else None, cut))
+        out.append((voice.level_db, cut))
     return out
 
 
@@ -93,7 +102,7 @@ def main() -> None:
                   flush=True)
     order = ["not shown", f"below {BANDS_DB[0]:g} dB",
              *(band_of(b) for b in BANDS_DB)]
-    print("\n| median voice over the room (a turn) | turns | cut into |")
+    print("\n| the turn's voice over the room | turns | cut into |")
     print("|---|---|---|")
     for band in order:
         inside = [c for db, c in turns if band_of(db) == band]

@@ -100,7 +100,7 @@ def circlebox_decisions(scene: af.Scene, end_on_silence_s: float = END_ON_SILENC
     """The box: the real Listener with default settings, and the engine's rule (a turn ends
     `end_on_silence_s` after `SpeechEnded.t` unless speech starts before then)."""
     run = af.run_listener(Listener(listening_settings({})), scene)
-    return af.turn_end_decisions(run, end_on_silence_s)
+    return af.turn_end_decisions(run, end_on_silence_s, [t0 for t0, _ in scene.turns])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -187,12 +187,15 @@ def run_simulation(
     extra_sinks: list[Any] | None = None,
     course: CourseRun | None = None,
     training: Any | None = None,
+    facilitator: Callable[[float, Any], str | None] | None = None,
 ) -> SimResult:
     """Run one simulated box until nothing more can happen (or `until`).
 
     With `course`, `circle` is ignored: the box plays the course's meetings one after another,
     the next one loaded between circles as on the box, and the events go on across them.
     `training` (a device.training_log.TrainingLog) records rehearsals, as on the box.
+    `facilitator(now, engine)`: someone in the room who presses a button when she sees fit
+    (a bench's facilitator ending the turns the box leaves to her); the action, or None.
     """
     from audio.timeline import TimelineSpeaker
     from device.training_log import TrainingTally
@@ -237,6 +240,8 @@ def run_simulation(
             ev = pending.pop(0)
             box.dispatch(ev.action, ev.source)
             used += 1
+        if facilitator is not None and (pressed := facilitator(clock.now(), box.engine)) is not None:
+            box.dispatch(pressed, "bench")
         pump.turn()
         if next_frame_t is not None and next_frame_t <= clock.now() + 1e-9:
             frame = next(frames, None)

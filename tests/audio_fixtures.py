@@ -15,6 +15,7 @@ import hashlib
 import io
 import subprocess
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -468,21 +469,53 @@ def run_listener(listener, scene: Scene) -> Run:
     return Run(events)
 
 
-def turn_end_decisions(run: Run, end_on_silence_s: float) -> list[float]:
+@dataclass
+class TurnEnds:
+    """What the engine does after the listener's events (`turn_ends`)."""
+
+    decisions: list[float] = field(default_factory=list)  # it ends a turn on silence, then
+    left: list[float] = field(default_factory=list)  # ends of speech it left to the facilitator
+
+
+def turn_ends(run: Run, end_on_silence_s: float, turn_starts: Sequence[float],
+              leave_unclear: bool = True) -> TurnEnds:
     """When an engine waiting `end_on_silence_s` after each SpeechEnded would end the turn:
     at SpeechEnded.t + end_on_silence_s, unless a SpeechStarted is emitted before then; a
-    MaybeSpeech holds it, and the silence counts again from its MaybeSpeechEnded."""
-    from device.listening import MaybeSpeech, MaybeSpeechEnded, SpeechEnded, SpeechStarted
+    MaybeSpeech holds it, and the silence counts again from its MaybeSpeechEnded. After a voice
+    it did not hear clearly (`heard_clearly` on the turn's utterances added up) it does not end the
+    turn at all: it leaves that to the facilitator, who presses NEXT when the next person
+    begins (`turn_starts`, the room's own turns: the rooms do not wait for the box).
+    `leave_unclear=False`: the box before that rule, ending every turn on silence (what the
+    line it draws is measured on: bench/bench_listening_voice_check.py)."""
+    from device.listening import (
+        MaybeSpeech,
+        MaybeSpeechEnded,
+        SpeechEnded,
+        SpeechStarted,
+        VoiceLevels,
+        heard_clearly,
+    )
 
-    decisions = []
+    out = TurnEnds()
+    starts = sorted(turn_starts)
     pending = None
     held = False  # an end of speech is waiting for its silence, held by a MaybeSpeech
+    voice = VoiceLevels()  # the turn's utterances, added up
+    left = False  # the box waits for the facilitator's NEXT
     for emitted, e in run.events:
         if pending is not None and emitted >= pending:
-            decisions.append(pending)
-            pending = None
+            out.decisions.append(pending)
+            pending, voice = None, VoiceLevels()
+        while starts and starts[0] <= emitted:
+            if left:  # the next person begins: the facilitator has pressed NEXT
+                left, voice = False, VoiceLevels()
+            starts.pop(0)
         if isinstance(e, SpeechEnded):
-            pending = e.t + end_on_silence_s
+            voice = voice + e.voice
+            left = leave_unclear and not heard_clearly(voice)
+            if left:
+                out.left.append(e.t)
+            pending = None if left else e.t + end_on_silence_s
         elif isinstance(e, SpeechStarted):
             pending, held = None, False
         elif isinstance(e, MaybeSpeech) and pending is not None:
@@ -490,8 +523,14 @@ def turn_end_decisions(run: Run, end_on_silence_s: float) -> list[float]:
         elif isinstance(e, MaybeSpeechEnded) and held:
             pending, held = e.t + end_on_silence_s, False
     if pending is not None:
-        decisions.append(pending)
-    return decisions
+        out.decisions.append(pending)
+    return out
+
+
+def turn_end_decisions(run: Run, end_on_silence_s: float, turn_starts: Sequence[float],
+                       leave_unclear: bool = True) -> list[float]:
+    """When the engine ends a turn on silence (`turn_ends`)."""
+    return turn_ends(run, end_on_silence_s, turn_starts, leave_unclear).decisions
 
 
 # ---------------------------------------------------------------------------------------------
