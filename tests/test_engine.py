@@ -95,6 +95,12 @@ class Harness:
         self.at(quiet_from + hangover)
         self._feed(eng.MaybeSpeechEnded(quiet_from), quiet_from + hangover)
 
+    def first_turn(self) -> Harness:
+        """Go to the sharing round and let its prompt end: turn 1 begins at t=3."""
+        self.press("goto:share")
+        self.at(3).finish_audio()
+        return self
+
     def logs(self, event: str) -> list[dict]:
         return [c.fields for c in self.commands if isinstance(c, eng.Log) and c.event == event]
 
@@ -298,9 +304,7 @@ def test_a_half_heard_voice_waits_the_wrap_up_too():
 def test_a_voice_the_box_did_not_hear_clearly_is_never_ended_by_silence_the_facilitator_ends_it():
     # issue 13: every cut-in left in rooms of real people was a voice near the room's noise;
     # after one, a silence may be her going on unheard, so the end of her turn is NEXT's
-    h = Harness(listening=True)
-    h.press("goto:share")
-    h.at(3).finish_audio()
+    h = Harness(listening=True).first_turn()
     h.speech(4, 10, voice_db=SOFT_VOICE)
     assert h.logs("turn_left_to_facilitator") == [{"n": 1}]
     assert h.engine.led == "waiting"  # the slow blink: the box waits for NEXT
@@ -315,9 +319,7 @@ def test_a_voice_the_box_did_not_hear_clearly_is_never_ended_by_silence_the_faci
 
 
 def test_a_pause_keeps_the_turn_left_to_the_facilitator_and_its_light():
-    h = Harness(listening=True)
-    h.press("goto:share")
-    h.at(3).finish_audio()
+    h = Harness(listening=True).first_turn()
     h.speech(4, 10, voice_db=SOFT_VOICE)
     h.at(20).press("pause")
     assert h.engine.led == "paused"
@@ -328,18 +330,14 @@ def test_a_pause_keeps_the_turn_left_to_the_facilitator_and_its_light():
 
 
 def test_a_turn_of_only_short_sounds_is_not_heard_clearly():
-    h = Harness(listening=True)
-    h.press("goto:share")
-    h.at(3).finish_audio()
+    h = Harness(listening=True).first_turn()
     h.speech(4, 4.4, voice_db=None)  # too short to measure how clearly she was heard
     h.at(30)
     assert h.logs("turn_ended") == [] and h.logs("turn_left_to_facilitator") == [{"n": 1}]
 
 
 def test_a_turn_is_heard_clearly_by_all_its_speech_together():
-    h = Harness(listening=True)
-    h.press("goto:share")
-    h.at(3).finish_audio()
+    h = Harness(listening=True).first_turn()
     h.speech(4, 8, voice_db=SOFT_VOICE)  # a soft start: the facilitator's turn to end, for now
     assert h.logs("turn_left_to_facilitator") == [{"n": 1}] and h.engine.led == "waiting"
     h.speech(9, 12, voice_db=CLEAR_VOICE)  # then she speaks up: the loud part of her turn is clear
@@ -351,9 +349,7 @@ def test_a_turn_is_heard_clearly_by_all_its_speech_together():
 
 
 def test_short_utterances_are_judged_added_up_once_there_is_enough_to_measure():
-    h = Harness(listening=True)
-    h.press("goto:share")
-    h.at(3).finish_audio()
+    h = Harness(listening=True).first_turn()
     h.speech(4, 4.3, voice_db=CLEAR_VOICE)  # one loud "yes" of 0.3 s: too little to judge
     assert h.logs("turn_left_to_facilitator") == [{"n": 1}]
     h.speech(6, 6.3, voice_db=CLEAR_VOICE)  # two of them: 0.6 s of a voice 22 dB over the room
@@ -361,9 +357,7 @@ def test_short_utterances_are_judged_added_up_once_there_is_enough_to_measure():
 
 
 def test_with_a_voice_not_heard_clearly_time_limits_show_on_the_light_and_never_speak():
-    h = Harness(listening=True)
-    h.press("goto:share")
-    h.at(3).finish_audio()
+    h = Harness(listening=True).first_turn()
     h.speech(4, 20, voice_db=SOFT_VOICE)
     h.at(3 + 61)
     assert h.engine.led == "turn_warn" and "msg:reminder" not in h.played()
