@@ -65,6 +65,10 @@ LED_WORDS = {
     "timer": _l("timer"),
     "paused": _l("paused"),
     "help": _l("help"),
+    "turn_warn": _l("time nearly up"),  # a turn the facilitator ends (or without listening)
+    "turn_over": _l("time is up"),
+    "update": _l("updating"),
+    "fault": _l("fault"),
 }
 
 # The parts whose health the panel and /system/ list, in this order.

@@ -369,6 +369,19 @@ def test_a_room_too_noisy_to_be_sure_of_silence_is_said_next_to_the_level_meter(
     assert swahili and "The room" not in swahili and "-36" in swahili  # in the reader's language
 
 
+def test_every_light_pattern_has_words_on_the_panel(data_dir):
+    """The panel's "Light" line: the facilitator reads what the box's light says, never a
+    pattern's code name (a turn left to her blinks `waiting`, then `turn_warn`)."""
+    from device.leds import PATTERNS
+    from local_admin.panel import LED_WORDS, status_view
+
+    app = make_app(data_dir)
+    with app.test_request_context():
+        assert set(PATTERNS) - {"off"} <= set(LED_WORDS)
+        assert status_view({"state": "in_round", "led": "turn_warn"}, None)["led"] == "time nearly up"
+        assert status_view({"state": "in_round", "led": "waiting"}, None)["led"] == "waiting"
+
+
 def test_the_voice_check_next_to_the_meter_says_how_well_the_box_heard_the_last_voice(data_dir):
     from local_admin.panel import VOICE_NOTE_FOR_S, status_view
 
