@@ -1088,8 +1088,11 @@ class Engine:
             return
         self._turn = None
         self._turns_done += 1
+        # listened / left_to_facilitator: the usage record counts, per round, the turns the box
+        # paced by listening and those whose voice it did not hear clearly (counts only)
         self._log("turn_ended", n=turn.n, reason=reason,
-                  duration_s=round(self._active - turn.start, 1))
+                  duration_s=round(self._active - turn.start, 1), listened=self.listening,
+                  left_to_facilitator=self.listening and turn.voices.unclear)
 
     def _end_turn(self, reason: str) -> None:
         step: RoundStep = self.step

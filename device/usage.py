@@ -164,6 +164,37 @@ class UsageStore:
         return len(ids)
 
 
+def _round_counts() -> dict[str, int]:
+    """A round's counts: its turns, the passes among them, the turns the box paced by listening
+    and, of those, the ones whose voice it did not hear clearly (it left their end to the
+    facilitator's NEXT: the box was too far from that seat or the room too noisy). Counts only:
+    never which turn or who."""
+    return {"turns": 0, "passes": 0, "listened": 0, "left_to_facilitator": 0}
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """How well the box heard a circle's speakers, from its rounds' counts: the usage page and
+    the CSV export read it here."""
+
+    listened: int  # turns the box paced by listening
+    left_to_facilitator: int  # of those, turns whose voice it did not hear clearly
+    counted: bool = True  # False: no round, or recorded before the box counted these
+
+    @property
+    def heard_clearly(self) -> int:
+        return self.listened - self.left_to_facilitator
+
+
+def hearing_of(row: Mapping[str, Any]) -> Hearing:
+    """The circle's hearing counts: zero turns listened for a circle paced by the buttons, and
+    not `counted` for one without a round or recorded before the box counted them."""
+    rounds = row.get("rounds") or []
+    return Hearing(listened=sum(int(r.get("listened", 0)) for r in rounds),
+                   left_to_facilitator=sum(int(r.get("left_to_facilitator", 0)) for r in rounds),
+                   counted=any("listened" in r for r in rounds))
+
+
 def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     out = dict(row)
     out["rounds"] = json.loads(out["rounds"] or "[]")
@@ -227,12 +258,14 @@ class SessionTally:
                 rec["core_delivered"] += 1
         elif event == signals.TURN_ENDED:
             step = rec.setdefault("_current_round", None)
-            counts = self._rounds.setdefault(step or "?", {"turns": 0, "passes": 0})
+            counts = self._rounds.setdefault(step or "?", _round_counts())
             counts["turns"] += 1
             counts["passes"] += fields.get("reason") == "pass"
+            counts["listened"] += bool(fields.get("listened"))
+            counts["left_to_facilitator"] += bool(fields.get("left_to_facilitator"))
         elif event == signals.ROUND_STARTED:
             rec["_current_round"] = fields["step"]
-            self._rounds.setdefault(fields["step"], {"turns": 0, "passes": 0})
+            self._rounds.setdefault(fields["step"], _round_counts())
         elif event == signals.REPEAT:
             rec["repeats"] += 1
         elif event == signals.PAUSED and fields.get("why") != "help":
@@ -497,6 +530,7 @@ CSV_FIELDS = (
     "steps_planned", "steps_delivered", "core_planned", "core_delivered", "repeats", "pauses",
     "help_count", "attendance", "attendance_estimated", "clock_trusted", "turns", "passes", "test",
     "course", "course_version", "session_number", "sessions_total", "bus_stop",
+    "turns_listened", "turns_left_to_facilitator",
 )
 
 
@@ -516,8 +550,17 @@ def export_csv(rows: Iterable[Mapping[str, Any]]) -> str:
             "passes": sum(r.get("passes", 0) for r in rounds),
             "test": int(bool(row.get("test_reason"))),
             "bus_stop": int(bool(row.get("bus_stop"))) if row.get("course") else "",
+            **_hearing_columns(hearing_of(row)),
         })
     return out.getvalue()
+
+
+def _hearing_columns(hearing: Hearing) -> dict[str, int | str]:
+    """Blank for a circle recorded before the box counted how well it heard."""
+    if not hearing.counted:
+        return {"turns_listened": "", "turns_left_to_facilitator": ""}
+    return {"turns_listened": hearing.listened,
+            "turns_left_to_facilitator": hearing.left_to_facilitator}
 
 
 def _course_session(row: Mapping[str, Any]) -> bool:

@@ -319,6 +319,10 @@ def usage():
     include = _include_tests()
     every = _rows(since, include_tests=True)  # the table lists test runs too, marked
     counted = [r for r in every if include or not r["test_reason"]]
+    from device.usage import hearing_of
+
+    for row in every:
+        row["hearing"] = hearing_of(row)
     dhis2 = dict(state().config.dhis2)
     totals = {
         "sessions": len(counted),
@@ -327,6 +331,8 @@ def usage():
         "help": sum(int(r.get("help_count") or 0) for r in counted),
         "tests": sum(1 for r in every if r["test_reason"]),
     }
+    heard = [r["hearing"] for r in counted if r["hearing"].listened]
+    not_clear = [h for h in heard if h.left_to_facilitator]
     return render_template(
         "usage.html",
         rows=every[:100],
@@ -341,6 +347,10 @@ def usage():
         test_words=test_words,
         courses=course_views(counted),
         rehearsals=_rehearsals()[:50],
+        hearing_note=not_clear and {
+            "circles": len(not_clear), "listened_circles": len(heard),
+            "left": sum(h.left_to_facilitator for h in not_clear),
+            "turns": sum(h.listened for h in not_clear)},
     ), (400 if problem else 200)
 
 

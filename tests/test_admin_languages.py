@@ -168,7 +168,10 @@ def add_usage(data_dir: Path) -> None:
             "started_at": f"2026-01-1{i}T09:00:00+00:00", "ended_at": f"2026-01-1{i}T10:00:00+00:00",
             "duration_s": minutes * 60.0, "completed": True, "steps_planned": 6, "steps_delivered": 6,
             "core_planned": 4, "core_delivered": 4, "repeats": 1, "pauses": 0, "help_count": 1,
-            "attendance": 12, "clock_trusted": i == 0, "rounds": [],
+            "attendance": 12, "clock_trusted": i == 0,
+            # the held circle: the box did not hear every voice clearly (the usage page says so)
+            "rounds": [{"step": "share", "turns": 8, "passes": 1, "listened": 8,
+                        "left_to_facilitator": 3}] if i == 0 else [],
         })
     usage.close()
 

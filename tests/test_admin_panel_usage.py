@@ -412,3 +412,64 @@ def test_the_voice_check_next_to_the_meter_says_how_well_the_box_heard_the_last_
             with force_locale(lang):
                 said = note(8.2, 4.0)
             assert said and "The last voice" not in said and "8" in said and "15" in said
+
+
+def test_the_usage_page_says_how_many_turns_the_box_did_not_hear_clearly(data_dir):
+    """Per circle: turns heard clearly of those the box paced by listening, and the ones the
+    facilitator ended; above the table, what the programme manager can do about it. A circle
+    paced by the buttons says so; one recorded before the box counted says nothing."""
+    app = make_app(data_dir)
+    client = ready_client(app, data_dir)
+    store = UsageStore(data_dir / "usage.sqlite")
+    base = {"box": "clinic-north", "script": "friday-circle", "script_version": 2,
+            "steps_planned": 5, "core_planned": 2, "steps_delivered": 5, "core_delivered": 2,
+            "duration_s": 2700.0, "completed": True, "clock_trusted": True}
+    def share(turns, listened, left):
+        return [{"step": "share", "turns": turns, "passes": 0, "listened": listened,
+                 "left_to_facilitator": left}]
+    store.upsert({**base, "id": "far", "started_at": "2026-03-02T09:00:00+00:00",
+                  "rounds": share(8, 8, 5)})
+    store.upsert({**base, "id": "near", "started_at": "2026-03-09T09:00:00+00:00",
+                  "rounds": share(7, 7, 0)})
+    store.upsert({**base, "id": "buttons", "started_at": "2026-03-16T09:00:00+00:00",
+                  "rounds": share(6, 0, 0)})
+    store.upsert({**base, "id": "older", "started_at": "2026-02-23T09:00:00+00:00",
+                  "rounds": [{"step": "share", "turns": 6, "passes": 0}]})
+    store.close()
+    html = client.get("/usage/").get_data(as_text=True)
+
+    def heard(row_id):
+        row = html[html.index(f'id="row-{row_id}"'):]
+        row = row[:row.index("</tr>")]
+        cell = row[row.index('class="heard"'):]
+        return re.sub(r"<[^>]+>", "", cell[cell.index(">") + 1:cell.index("</td>")]).strip()
+
+    assert heard("far") == "3 of 8 turns 5 ended by the facilitator"
+    assert heard("near") == "7 of 7 turns"
+    assert heard("buttons") == "buttons only"
+    assert heard("older") == "–"
+    note = html[html.index('id="hearing-note"'):]
+    note = re.sub(r"\s+", " ", note[:note.index("</p>")])
+    assert ("In 1 circle the box did not hear every speaker clearly: the facilitator ended 5 of "
+            "its 8 turns with NEXT") in note
+    assert "put it nearer to where people sit" in note and 'href="/settings/#listening"' in note
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(
+        client.get("/usage/export.csv").get_data(as_text=True)))}
+    assert (rows["far"]["turns_listened"], rows["far"]["turns_left_to_facilitator"]) == ("8", "5")
+    assert (rows["buttons"]["turns_listened"], rows["older"]["turns_listened"]) == ("0", "")
+
+
+def test_no_hearing_note_when_the_box_heard_every_voice_clearly(data_dir):
+    app = make_app(data_dir)
+    client = ready_client(app, data_dir)
+    add_circles(data_dir)
+    store = UsageStore(data_dir / "usage.sqlite")
+    store.upsert({"id": "clear", "box": "b", "script": "c", "script_version": 1,
+                  "started_at": "2026-03-04T09:00:00+00:00", "duration_s": 2700.0,
+                  "completed": True, "steps_planned": 3, "steps_delivered": 3, "core_planned": 1,
+                  "core_delivered": 1, "clock_trusted": True,
+                  "rounds": [{"step": "share", "turns": 5, "passes": 0, "listened": 5,
+                              "left_to_facilitator": 0}]})
+    store.close()
+    html = client.get("/usage/").get_data(as_text=True)
+    assert 'id="row-clear"' in html and 'id="hearing-note"' not in html

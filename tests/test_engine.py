@@ -318,6 +318,23 @@ def test_a_voice_the_box_did_not_hear_clearly_is_never_ended_by_silence_the_faci
     assert not h.engine.countdown(51)["left_to_facilitator"]  # the next speaker starts afresh
 
 
+def test_each_ended_turn_says_whether_the_box_listened_and_left_it_to_the_facilitator():
+    # the usage record counts these per round (device/usage.py): which rooms need the box moved
+    h = Harness(listening=True).first_turn()
+    h.speech(4, 10, voice_db=SOFT_VOICE)
+    h.at(20).press("next")
+    h.finish_audio()
+    h.speech(22, 26, voice_db=CLEAR_VOICE)  # the next speaker, heard clearly
+    h.at(30)
+    first, second = h.logs("turn_ended")
+    assert (first["reason"], first["listened"], first["left_to_facilitator"]) == ("button", True, True)
+    assert (second["reason"], second["listened"], second["left_to_facilitator"]) == ("silence", True, False)
+    buttons = Harness(listening=False).first_turn()
+    buttons.at(10).press("next")
+    [only] = buttons.logs("turn_ended")
+    assert (only["listened"], only["left_to_facilitator"]) == (False, False)
+
+
 def test_a_pause_keeps_the_turn_left_to_the_facilitator_and_its_light():
     h = Harness(listening=True).first_turn()
     h.speech(4, 10, voice_db=SOFT_VOICE)

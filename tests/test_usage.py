@@ -12,12 +12,14 @@ import pytest
 
 from device.usage import (
     Dhis2ConfigError,
+    Hearing,
     SessionTally,
     UsageStore,
     dhis2_csv,
     dhis2_data_value_set,
     export_csv,
     export_since_last,
+    hearing_of,
     min_circle_minutes,
     report_rows,
 )
@@ -50,7 +52,8 @@ def test_a_session_is_recorded_with_counts_only(tmp_path):
     assert row["completed"] and row["duration_s"] == 1800
     assert (row["help_count"], row["pauses"], row["repeats"]) == (1, 1, 1)
     assert row["core_delivered"] == 1 and row["steps_delivered"] == 1
-    assert row["rounds"] == [{"step": "share", "turns": 4, "passes": 1}]
+    assert row["rounds"] == [{"step": "share", "turns": 4, "passes": 1, "listened": 0,
+                              "left_to_facilitator": 0}]
     assert row["attendance_estimated"] == 3
     columns = {r[1] for r in sqlite3.connect(tmp_path / "usage.db").execute("PRAGMA table_info(sessions)")}
     assert not columns & {"name", "names", "transcript", "audio", "speaker", "person"}
@@ -157,3 +160,33 @@ def test_a_record_can_be_deleted(tmp_path):
     assert [r["duration_s"] for r in UsageStore(tmp_path / "usage.db").sessions()] == [1800]
     with pytest.raises(KeyError):
         store.delete(short)
+
+
+def test_a_round_counts_the_turns_the_box_did_not_hear_clearly(tmp_path):
+    """The engine's turn_ended says whether the box paced the turn by listening and whether it
+    left its end to the facilitator; the record keeps the counts per round, never which turn."""
+    store = UsageStore(tmp_path / "usage.db")
+    tally = SessionTally(store, box="box-1")
+    tally.on_log("session_started", {"script": "c", "version": 1, "steps": 2, "core_steps": 1}, 0)
+    tally.on_log("round_started", {"step": "share", "listening": True}, 1)
+    for n, left in enumerate([False, True, True, False], 1):
+        tally.on_log("turn_ended", {"n": n, "reason": "button" if left else "silence",
+                                    "listened": True, "left_to_facilitator": left}, 10 * n)
+    tally.on_log("round_started", {"step": "close", "listening": False}, 60)
+    tally.on_log("turn_ended", {"n": 1, "reason": "button", "listened": False,
+                                "left_to_facilitator": False}, 70)
+    [row] = store.sessions()
+    assert row["rounds"] == [
+        {"step": "share", "turns": 4, "passes": 0, "listened": 4, "left_to_facilitator": 2},
+        {"step": "close", "turns": 1, "passes": 0, "listened": 0, "left_to_facilitator": 0}]
+    assert hearing_of(row) == Hearing(listened=4, left_to_facilitator=2)
+    assert hearing_of(row).heard_clearly == 2
+    [line] = csv.DictReader(io.StringIO(export_csv([row])))
+    assert (line["turns_listened"], line["turns_left_to_facilitator"]) == ("4", "2")
+
+
+def test_a_record_from_before_the_box_counted_hearing_says_nothing_about_it():
+    older = {"rounds": [{"step": "share", "turns": 6, "passes": 1}]}
+    assert not hearing_of(older).counted and not hearing_of({"rounds": []}).counted
+    [line] = csv.DictReader(io.StringIO(export_csv([older])))
+    assert (line["turns_listened"], line["turns_left_to_facilitator"]) == ("", "")

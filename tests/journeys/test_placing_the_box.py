@@ -1,7 +1,8 @@
 """Placing the box: the clinic turns listening on from a phone, the quietest person reads from
 her seat, and the settings page says how well the box heard her (docs/listening.md, "Placing
 the box"); and in a circle, the box leaves the end of her turn to the facilitator rather than
-take a silence after a voice it did not hear clearly for her end. `circlebox run` and
+take a silence after a voice it did not hear clearly for her end, and the usage page counts
+that turn for the programme manager. `circlebox run` and
 `circlebox admin` as separate processes over one data folder; the room reaches the runtime
 through its `arecord` (a stand-in streaming a fan at -40 dBFS and a real recording read
 softly, in real time); Chromium 390 px wide."""
@@ -109,3 +110,13 @@ def test_a_turn_the_box_did_not_hear_clearly_is_ended_by_the_facilitator_not_by_
     bell = box.audio.wait_for_start("bell:soft_bell", sounds.all["bell:soft_bell"], since)
     assert bell is not None, f"NEXT on the panel: no bell; {box.audio.describe(since, sounds.all)}"
     expect(turn.locator("#countdown-label")).to_contain_text("Turn 2", timeout=30_000)
+    # the programme manager, later: the usage page counts the turn the facilitator ended, and
+    # says what to do about it (this short circle is a test run: ticked in)
+    phone.goto(box.admin_url + "/usage/?tests=1")
+    row = phone.locator("#sessions tbody tr").first
+    expect(row.locator("td.heard")).to_contain_text("0 of 1 turns")
+    expect(row.locator("td.heard .left-note")).to_have_text("1 ended by the facilitator")
+    note = phone.locator("#hearing-note")
+    expect(note).to_contain_text("did not hear every speaker clearly")
+    expect(note).to_contain_text("the facilitator ended 1 of its 1 turns with NEXT")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
