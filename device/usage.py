@@ -189,9 +189,10 @@ class Hearing:
 def hearing_of(row: Mapping[str, Any]) -> Hearing:
     """The circle's hearing counts: zero turns listened for a circle paced by the buttons, and
     not `counted` for one without a round or recorded before the box counted them."""
-    rounds = row.get("rounds") or []
-    return Hearing(listened=sum(int(r.get("listened", 0)) for r in rounds),
-                   left_to_facilitator=sum(int(r.get("left_to_facilitator", 0)) for r in rounds),
+    rounds = [r for r in row.get("rounds") or [] if isinstance(r, Mapping)]
+    return Hearing(listened=sum(_whole_or_none(r.get("listened")) or 0 for r in rounds),
+                   left_to_facilitator=sum(_whole_or_none(r.get("left_to_facilitator")) or 0
+                                           for r in rounds),
                    counted=any("listened" in r for r in rounds))
 
 

@@ -348,7 +348,7 @@ def usage():
         courses=course_views(counted),
         rehearsals=_rehearsals()[:50],
         hearing_note=not_clear and {
-            "circles": len(not_clear), "listened_circles": len(heard),
+            "circles": len(not_clear),
             "left": sum(h.left_to_facilitator for h in not_clear),
             "turns": sum(h.listened for h in not_clear)},
     ), (400 if problem else 200)

@@ -188,5 +188,7 @@ def test_a_round_counts_the_turns_the_box_did_not_hear_clearly(tmp_path):
 def test_a_record_from_before_the_box_counted_hearing_says_nothing_about_it():
     older = {"rounds": [{"step": "share", "turns": 6, "passes": 1}]}
     assert not hearing_of(older).counted and not hearing_of({"rounds": []}).counted
+    damaged = {"rounds": [{"listened": "8", "left_to_facilitator": None}, "x"]}
+    assert hearing_of(damaged) == Hearing(listened=0, left_to_facilitator=0)  # no crash
     [line] = csv.DictReader(io.StringIO(export_csv([older])))
     assert (line["turns_listened"], line["turns_left_to_facilitator"]) == ("", "")
