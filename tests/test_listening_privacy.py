@@ -186,4 +186,6 @@ def test_a_whole_simulated_circle_with_listening_writes_only_the_log_and_the_usa
     import sqlite3
 
     row = sqlite3.connect(usage).execute("SELECT rounds FROM sessions").fetchone()
-    assert set(json.loads(row[0])[0]) == {"step", "turns", "passes"}
+    [share] = json.loads(row[0])
+    assert set(share) == {"step", "turns", "passes", "listened", "left_to_facilitator"}
+    assert all(type(share[k]) is int for k in share if k != "step")  # counts, never who or when
