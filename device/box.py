@@ -105,7 +105,8 @@ class Box:
         names = {SpeechStarted: signals.SPEECH_STARTED, SpeechEnded: signals.SPEECH_ENDED,
                  MaybeSpeech: signals.MAYBE_SPEECH, MaybeSpeechEnded: signals.MAYBE_SPEECH_ENDED}
         fields = {"duration_s": round(heard.duration_s, 2)} if isinstance(heard, SpeechEnded) else {}
-        self.emit(names[type(heard)], fields)
+        if type(heard) in names:  # an unsure sound is for the engine only: not logged
+            self.emit(names[type(heard)], fields)
         self.handle(replace(heard, t=at))  # the engine's clock, not the microphone's
 
     def poll_audio(self) -> None:

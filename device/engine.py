@@ -18,10 +18,13 @@ from typing import Any
 
 from device.actions import Action, UnknownAction, parse_action
 from device.listening.events import (  # `t`: when it really happened, on our clock
+    UNSURE_WAIT_MAX_S,
     MaybeSpeech,
     MaybeSpeechEnded,
     SpeechEnded,
     SpeechStarted,
+    UnsureSound,
+    UnsureSoundEnded,
     VoiceLevels,
     heard_clearly,
 )
@@ -217,6 +220,8 @@ class _Turn:
     speech_seen: bool = False
     in_speech: bool = False
     maybe_speech: bool = False  # after speech, the listener half hears a voice: silence waits
+    unsure_sound: bool = False  # it hears a sound it cannot yet tell from a voice (UnsureSound)
+    when_quiet: tuple[str, Callable[[], None]] | None = None  # a silence due meanwhile: at its end
     last_speech_end: float | None = None
     warned: bool = False
     reminder_due: bool = False
@@ -299,6 +304,8 @@ class Engine:
             SpeechEnded: self._handle_speech_ended,
             MaybeSpeech: self._handle_maybe_speech,
             MaybeSpeechEnded: self._handle_maybe_speech_ended,
+            UnsureSound: self._handle_unsure_sound,
+            UnsureSoundEnded: self._handle_unsure_sound_ended,
             Announce: self._handle_announce,
             ListeningChanged: self._handle_listening_changed,
         }
@@ -435,6 +442,7 @@ class Engine:
         turn.speech_seen = True
         turn.in_speech = True
         turn.maybe_speech = False
+        turn.unsure_sound, turn.when_quiet = False, None
         self._clear_deadlines("turn_silence", "turn_pause")
         if self._round_phase == RoundPhase.SIMULATED:  # the trainee speaks: a real turn, timed as one
             self._round_phase = RoundPhase.TURN
@@ -477,6 +485,7 @@ class Engine:
                 or not turn.speech_seen or turn.in_speech):
             return
         turn.maybe_speech = True
+        turn.when_quiet = None
         self._clear_deadlines("turn_silence", "turn_pause")
 
     def _handle_maybe_speech_ended(self, event: MaybeSpeechEnded) -> None:
@@ -489,6 +498,42 @@ class Engine:
         turn.last_speech_end = max(quiet_since, turn.last_speech_end or turn.start)
         if self.state == State.IN_ROUND and self._round_phase == RoundPhase.TURN:
             self._arm_turn()
+
+    def _handle_unsure_sound(self, _event: UnsureSound) -> None:
+        if self._turn is not None:
+            self._turn.unsure_sound = True
+
+    def _handle_unsure_sound_ended(self, _event: UnsureSoundEnded) -> None:
+        turn = self._turn
+        if turn is None:
+            return
+        turn.unsure_sound = False
+        if turn.when_quiet is not None:  # a silence came due during the sound: do it now
+            name, act = turn.when_quiet
+            turn.when_quiet = None
+            self._clear_deadlines(name)
+            act()
+
+    def _once_quiet(self, name: str, act: Callable[[], None]) -> Callable[[], None]:
+        """`act` for the silence deadline `name`: at once, unless the listener is hearing a
+        sound it cannot yet tell from a voice (`UnsureSound`; issue 13: a speaker picking up
+        after a thinking pause, half heard as the silence came due). Then at that sound's end,
+        or UNSURE_WAIT_MAX_S later at most; SpeechStarted or MaybeSpeech meanwhile cancels it."""
+
+        def due() -> None:
+            turn = self._turn
+            if turn is None or not turn.unsure_sound:
+                act()
+                return
+            turn.when_quiet = (name, act)
+
+            def at_the_latest() -> None:
+                turn.when_quiet = None
+                act()
+
+            self._set_deadline(name, UNSURE_WAIT_MAX_S, at_the_latest)
+
+        return due
 
     def _handle_announce(self, event: Announce) -> None:
         if self.state not in AT_REST and not event.urgent:
@@ -1004,6 +1049,7 @@ class Engine:
         assert turn is not None
         t = step.turns
         self._clear_deadlines("turn_silence", "turn_warn", "turn_max", "turn_pause", "turn_simulated")
+        turn.when_quiet = None  # armed afresh below
         if self._round_phase == RoundPhase.SIMULATED:  # nobody speaks: no limits, it ends on its own
             self._set_deadline("turn_simulated", max(0.0, turn.start + REHEARSAL_TURN_S - self._active),
                                lambda: self._end_turn("simulated"))
@@ -1016,16 +1062,16 @@ class Engine:
             return
         if not turn.speech_seen:
             self._set_deadline("turn_silence", max(0.0, turn.start + t.pass_on_silence_s - self._active),
-                               lambda: self._end_turn("pass"))
+                               self._once_quiet("turn_silence", lambda: self._end_turn("pass")))
         elif not turn.in_speech and not turn.maybe_speech and turn.last_speech_end is not None:
             quiet_for = self._active - turn.last_speech_end
             if turn.over_max or turn.reminder_due:
                 self._set_deadline("turn_pause", max(0.0, PAUSE_BEFORE_SPEAKING_S - quiet_for),
-                                   self._speak_at_pause)
+                                   self._once_quiet("turn_pause", self._speak_at_pause))
             else:
                 reason = "reminder" if turn.reminded else "silence"
                 self._set_deadline("turn_silence", max(0.0, t.end_on_silence_s - quiet_for),
-                                   lambda: self._end_turn(reason))
+                                   self._once_quiet("turn_silence", lambda: self._end_turn(reason)))
 
     def _hears(self, turn: _Turn) -> bool:
         """The box may take a silence in this turn for its end, and speak into a pause: it

@@ -481,10 +481,12 @@ def turn_ends(run: Run, end_on_silence_s: float, turn_starts: Sequence[float],
               leave_unclear: bool = True) -> TurnEnds:
     """When an engine waiting `end_on_silence_s` after each SpeechEnded would end the turn:
     at SpeechEnded.t + end_on_silence_s, unless a SpeechStarted is emitted before then; a
-    MaybeSpeech holds it, and the silence counts again from its MaybeSpeechEnded. After a voice
-    it did not hear clearly (`heard_clearly` on the turn's utterances added up) it does not end the
-    turn at all: it leaves that to the facilitator, who presses NEXT when the next person
-    begins (`turn_starts`, the room's own turns: the rooms do not wait for the box).
+    MaybeSpeech holds it, and the silence counts again from its MaybeSpeechEnded. If the
+    listener is hearing an unsure sound when the silence comes due (UnsureSound), the end waits
+    for its UnsureSoundEnded, UNSURE_WAIT_MAX_S at most. After a voice it did not hear clearly
+    (`heard_clearly` on the turn's utterances added up) it does not end the turn at all: it
+    leaves that to the facilitator, who presses NEXT when the next person begins
+    (`turn_starts`, the room's own turns: the rooms do not wait for the box).
     `leave_unclear=False`: the box before that rule, ending every turn on silence (what the
     line it draws is measured on: bench/bench_listening_voice_check.py)."""
     from device.listening import (
@@ -492,20 +494,32 @@ def turn_ends(run: Run, end_on_silence_s: float, turn_starts: Sequence[float],
         MaybeSpeechEnded,
         SpeechEnded,
         SpeechStarted,
+        UnsureSound,
+        UnsureSoundEnded,
         VoiceLevels,
         heard_clearly,
     )
+    from device.listening.events import UNSURE_WAIT_MAX_S
 
     out = TurnEnds()
     starts = sorted(turn_starts)
     pending = None
     held = False  # an end of speech is waiting for its silence, held by a MaybeSpeech
+    sound = False  # the listener hears an unsure sound
+    waiting = False  # the silence came due during one: the end waits for its end
     voice = VoiceLevels()  # the turn's utterances, added up
     left = False  # the box waits for the facilitator's NEXT
+
+    def decide(at: float) -> None:
+        nonlocal pending, voice, waiting
+        out.decisions.append(at)
+        pending, voice, waiting = None, VoiceLevels(), False
+
     for emitted, e in run.events:
+        if pending is not None and emitted >= pending and sound and not waiting:
+            pending, waiting = pending + UNSURE_WAIT_MAX_S, True
         if pending is not None and emitted >= pending:
-            out.decisions.append(pending)
-            pending, voice = None, VoiceLevels()
+            decide(pending)
         while starts and starts[0] <= emitted:
             if left:  # the next person begins: the facilitator has pressed NEXT
                 left, voice = False, VoiceLevels()
@@ -515,15 +529,21 @@ def turn_ends(run: Run, end_on_silence_s: float, turn_starts: Sequence[float],
             left = leave_unclear and not heard_clearly(voice)
             if left:
                 out.left.append(e.t)
-            pending = None if left else e.t + end_on_silence_s
+            pending, waiting = (None if left else e.t + end_on_silence_s), False
         elif isinstance(e, SpeechStarted):
-            pending, held = None, False
+            pending, held, sound, waiting = None, False, False, False
         elif isinstance(e, MaybeSpeech) and pending is not None:
-            pending, held = None, True
+            pending, held, waiting = None, True, False
         elif isinstance(e, MaybeSpeechEnded) and held:
             pending, held = e.t + end_on_silence_s, False
+        elif isinstance(e, UnsureSound):
+            sound = True
+        elif isinstance(e, UnsureSoundEnded):
+            sound = False
+            if waiting and pending is not None:
+                decide(emitted)
     if pending is not None:
-        out.decisions.append(pending)
+        decide(pending)
     return out
 
 

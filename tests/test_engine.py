@@ -8,7 +8,7 @@ import pytest
 
 from device import engine as eng
 from device.actions import ACTIONS, Action, UnknownAction, parse_action
-from device.listening.events import VoiceLevels
+from device.listening.events import UNSURE_WAIT_MAX_S, VoiceLevels
 from device.script import parse_script
 
 SCRIPT = """
@@ -94,6 +94,15 @@ class Harness:
         self._feed(eng.MaybeSpeech(start), start + hangover)
         self.at(quiet_from + hangover)
         self._feed(eng.MaybeSpeechEnded(quiet_from), quiet_from + hangover)
+
+    def unsure_sound(self, start: float, quiet_from: float | None = None) -> None:
+        """The listener hears a sound it cannot yet tell from a voice from `start`, and (if
+        given) UNSURE_QUIET_S of sure silence again by `quiet_from`."""
+        self.at(start)
+        self._feed(eng.UnsureSound(start), start)
+        if quiet_from is not None:
+            self.at(quiet_from)
+            self._feed(eng.UnsureSoundEnded(quiet_from), quiet_from)
 
     def first_turn(self) -> Harness:
         """Go to the sharing round and let its prompt end: turn 1 begins at t=3."""
@@ -284,6 +293,61 @@ def test_a_half_heard_voice_is_not_speech_a_silent_turn_still_passes():
     h.maybe_speech(5, 6)  # the next room, a chair: nobody in the circle was heard
     h.at(13.1)
     assert h.logs("turn_ended")[0]["reason"] == "pass"
+
+
+def test_a_turn_does_not_end_in_the_middle_of_a_sound_the_box_is_still_hearing():
+    # issue 13: she picks up after a 2.4 s thinking pause; the detector has only begun to half
+    # hear her when her 3 s of silence come due: the end waits for that sound to be over
+    h = Harness(listening=True).first_turn()
+    h.speech(4, 10)
+    h.unsure_sound(12.9)
+    h.at(13.3)
+    assert h.logs("turn_ended") == []  # 3.3 s after her last word, but something is heard
+    h.speech(13.3, 16)  # it was her: the turn goes on
+    h.at(18.9)
+    assert h.logs("turn_ended") == []
+    h.at(19.1)
+    assert h.logs("turn_ended")[0]["reason"] == "silence"
+
+
+def test_an_unsure_sound_that_stops_lets_the_turn_end_then():
+    h = Harness(listening=True).first_turn()
+    h.speech(4, 10)
+    h.unsure_sound(12.8)  # a cup put down as her 3 s of silence come due
+    h.at(13.25)
+    assert h.logs("turn_ended") == []
+    h._feed(eng.UnsureSoundEnded(13.3), 13.3)  # 0.45 s of sure silence after the cup
+    [ended] = h.logs("turn_ended")
+    assert ended["reason"] == "silence" and h.engine.playing == "bell:soft_bell"
+
+
+def test_the_wait_for_an_unsure_sound_is_short_and_bounded():
+    h = Harness(listening=True).first_turn()
+    h.speech(4, 10)
+    h.unsure_sound(12.9)  # a fan that hums on and on, over the floor
+    h.at(13.0 + UNSURE_WAIT_MAX_S - 0.05)
+    assert h.logs("turn_ended") == []
+    h.at(13.0 + UNSURE_WAIT_MAX_S + 0.05)
+    assert h.logs("turn_ended")[0]["reason"] == "silence"
+
+
+def test_a_sound_before_the_silence_came_due_does_not_delay_it():
+    h = Harness(listening=True).first_turn()
+    h.speech(4, 10)
+    h.unsure_sound(11, quiet_from=11.5)  # over long before the 3 s
+    h.at(13.05)
+    assert h.logs("turn_ended")[0]["reason"] == "silence"
+
+
+def test_a_turn_nobody_spoke_in_does_not_pass_in_the_middle_of_a_sound():
+    # a soft speaker the detector never heard as speech, only as sounds it was not sure of
+    h = Harness(listening=True).first_turn()
+    h.unsure_sound(12.8)  # pass_on_silence_s is 10: due at 13
+    h.at(13.2)
+    assert h.logs("turn_ended") == []
+    h.speech(13.2, 15)  # her voice, heard at last
+    h.at(17)
+    assert h.logs("turn_ended") == []
 
 
 def test_a_half_heard_voice_waits_the_wrap_up_too():

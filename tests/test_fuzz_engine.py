@@ -26,6 +26,8 @@ events = st.one_of(
     st.tuples(st.floats(min_value=0.1, max_value=200),  # how long, and how clearly heard
               st.one_of(st.none(), st.floats(min_value=0, max_value=40))).map(lambda s: ("speech", s)),
     st.booleans().map(lambda on: ("listening", on)),
+    st.booleans().map(lambda on: ("unsure", on)),  # a sound the listener cannot yet tell from a voice
+    st.booleans().map(lambda on: ("maybe", on)),
 )
 
 
@@ -58,6 +60,10 @@ def run(sequence, listening: bool) -> list[tuple[str, dict]]:
             feed(eng.SpeechEnded(t, duration, voice))
         elif kind == "listening":
             feed(eng.ListeningChanged(value))
+        elif kind == "unsure":
+            feed(eng.UnsureSound(t) if value else eng.UnsureSoundEnded(t))
+        elif kind == "maybe":
+            feed(eng.MaybeSpeech(t) if value else eng.MaybeSpeechEnded(t))
         elif kind == "look":  # a test's own check at this point: value(engine, log so far)
             value(engine, log)
     return log

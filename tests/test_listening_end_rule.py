@@ -15,8 +15,11 @@ from device.listening import (
     MaybeSpeechEnded,
     SpeechEnded,
     SpeechStarted,
+    UnsureSound,
+    UnsureSoundEnded,
     listening_settings,
 )
+from device.listening.events import UNSURE_QUIET_S
 from device.listening.listener import RoomNoise
 
 # The base rule; frames here are often as loud as the room, which the soft margin (tested at
@@ -233,6 +236,37 @@ def test_a_voice_half_heard_after_an_end_is_reported_and_then_its_silence():
     assert end.t == pytest.approx(119 * FRAME_S)  # the silence counts from her last half-heard frame
     assert i_end > 119  # reported a hangover later, dated back to where the quiet began
     assert [type(e) for _, e in events].count(SpeechStarted) == 1  # not a start of speech
+
+
+def sounds(events):
+    return [(i, e) for i, e in events if isinstance(e, UnsureSound | UnsureSoundEnded)]
+
+
+def test_each_sound_after_an_end_is_reported_at_once_and_its_end_after_a_quiet():
+    # a knock 0.15 s long, 7 dB over the room, 1 s after the end of speech: too short to be a
+    # voice (no MaybeSpeech), but the engine hears of it at its first frame, and of its end
+    # when UNSURE_QUIET_S of sure silence have followed it
+    _, events = _after_an_end([0.05] * 10 + [0.45] * 5 + [0.05] * 40,
+                              [-45.0] * 10 + [-38.0] * 5 + [-45.0] * 40)
+    (i_start, start), (i_end, end) = sounds(events)
+    assert isinstance(start, UnsureSound) and start.t == pytest.approx(109 * FRAME_S)
+    assert i_start == 109  # said on the frame itself, not later
+    quiet = round(UNSURE_QUIET_S / FRAME_S)
+    assert isinstance(end, UnsureSoundEnded) and i_end == 113 + quiet
+    assert end.t == pytest.approx((113 + quiet + 1) * FRAME_S)
+    assert maybes(events) == []
+
+
+def test_a_sound_at_the_rooms_own_level_or_sure_silence_is_not_reported():
+    _, events = _after_an_end([0.45] * 10 + [0.05] * 30, [-44.5] * 10 + [-38.0] * 30)
+    assert sounds(events) == []
+
+
+def test_a_speaker_picking_up_ends_the_sound_with_her_speech():
+    _, events = _after_an_end([0.45] * 3 + [0.95] * 30, [-38.0] * 3 + [-30.0] * 30)
+    kinds = [type(e) for _, e in events]
+    assert kinds[-1] is SpeechStarted and UnsureSound in kinds
+    assert UnsureSoundEnded not in kinds  # speech supersedes the sound: no end is sent
 
 
 def test_a_cup_or_a_chair_after_an_end_is_not_a_half_heard_voice():

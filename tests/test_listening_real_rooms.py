@@ -57,6 +57,24 @@ def test_every_turn_ends_and_nobody_is_cut_off(request, box, spec):
     assert max(s.delays) <= 1.0
 
 
+# Speakers picking up after a thinking pause whom the detector had only begun to half hear
+# when the silence came due (rooms of the held-out set from 3990): before the box waited for
+# such a sound to be over (UnsureSound), it cut into the first twice and the second once, one
+# of them a "pass" while the speaker was talking unheard.
+PICKING_UP_ROOMS = (
+    rs.RoomSpec(seed=4025, noise_db=-37.0, extras=("hum", "babble")),
+    rs.RoomSpec(seed=4012, noise_db=-40.0, extras=("hum", "babble")),
+)
+
+
+@pytest.mark.parametrize("spec", PICKING_UP_ROOMS, ids=lambda s: s.name)
+def test_a_speaker_picking_up_as_her_silence_comes_due_is_not_cut_off(request, box, spec):
+    run = box.run(spec, maker_for(request.config))
+    s = score(run.ends, run.scene)
+    assert s.false_ends == 0
+    assert s.found + s.left == s.turns == 7
+
+
 TOO_NOISY_ROOM = rs.RoomSpec(seed=160, noise_db=-28.0, extras=("knocks", "prompts"))
 
 

@@ -41,6 +41,8 @@ from device.listening.events import (
     MicSource,
     SpeechEnded,
     SpeechStarted,
+    UnsureSound,
+    UnsureSoundEnded,
     VoiceLevels,
     heard_clearly,
 )
@@ -81,6 +83,8 @@ __all__ = [
     "NoiseFloor",
     "SpeechEnded",
     "SpeechStarted",
+    "UnsureSound",
+    "UnsureSoundEnded",
     "VoiceLevels",
     "WavMic",
     "build_listener",

@@ -57,6 +57,7 @@ from device.listening.events import (
     CLEAR_VOICE_DB,
     FRAME_BYTES,
     FRAME_S,
+    UNSURE_QUIET_S,
     VOICE_BIN_DB,
     VOICE_BINS,
     VOICE_LOW_DB,
@@ -67,6 +68,8 @@ from device.listening.events import (
     MaybeSpeechEnded,
     SpeechEnded,
     SpeechStarted,
+    UnsureSound,
+    UnsureSoundEnded,
     VoiceLevels,
     voice_bin,
 )
@@ -290,6 +293,11 @@ class Listener:
         self._maybe_quiet_from: int | None = None
         self._unsure: deque[bool] = deque(maxlen=max(1, _frames(MAYBE_WINDOW_S)))
         self._maybe_frames = max(1, _frames(MAYBE_S))
+        # The same frames, one at a time: an unsure sound lasts until UNSURE_QUIET_S of sure
+        # silence (UnsureSound / UnsureSoundEnded), so no turn ends in the middle of one.
+        self._sound = False
+        self._sound_last = 0
+        self._sound_quiet = max(1, _frames(UNSURE_QUIET_S))
         # One start rule, also for a speaker picking up after a pause: a shorter one let
         # knocks and next-room voices re-open speech after a turn had ended (bench sweep).
         self._recent: deque[bool] = deque(maxlen=max(1, _frames(BREAK_WINDOW_S)))
@@ -421,6 +429,9 @@ class Listener:
                 events.append(self._end_speech(command=False, end_index=idx))
             if self._maybe:
                 events.append(self._end_maybe(idx))
+            if self._sound:
+                self._sound = False
+                events.append(UnsureSoundEnded(t=round(self._time(idx), 6)))
             self._unsure.clear()
             self._window.clear()
             self._preroll.clear()
@@ -461,6 +472,7 @@ class Listener:
                 self._recent.clear()
                 self._maybe, self._maybe_quiet_from = False, None
                 self._unsure.clear()
+                self._sound = False  # speech supersedes it
                 events.append(SpeechStarted(t=round(self._time(first), 6)))
                 self._begin_command(first, idx)
             return events
@@ -497,19 +509,33 @@ class Listener:
         """Between utterances: report a voice the detector half hears (MaybeSpeech), and the
         first of a hangover of frames without it (MaybeSpeechEnded, dated there)."""
         unsure = not sure_silence and over_floor_db >= MAYBE_OVER_FLOOR_DB
+        events = self._follow_sound(idx, unsure)
         self._unsure.append(unsure)
         if not self._maybe:
             if sum(self._unsure) < self._maybe_frames:
-                return []
+                return events
             self._maybe, self._maybe_quiet_from = True, None
             first = idx - len(self._unsure) + 1 + self._unsure.index(True)
-            return [MaybeSpeech(t=round(self._time(first), 6))]
+            return [*events, MaybeSpeech(t=round(self._time(first), 6))]
         if unsure:
             self._maybe_quiet_from = None
         elif self._maybe_quiet_from is None:
             self._maybe_quiet_from = idx
         elif idx + 1 - self._maybe_quiet_from >= self._hangover:
-            return [self._end_maybe(self._maybe_quiet_from)]
+            return [*events, self._end_maybe(self._maybe_quiet_from)]
+        return events
+
+    def _follow_sound(self, idx: int, unsure: bool) -> list[ListenEvent]:
+        """An unsure frame starts an unsure sound at once (UnsureSound); UNSURE_QUIET_S of sure
+        silence ends it (UnsureSoundEnded, dated at the end of that quiet)."""
+        if unsure:
+            self._sound_last = idx
+            if not self._sound:
+                self._sound = True
+                return [UnsureSound(t=round(self._time(idx), 6))]
+        elif self._sound and idx - self._sound_last >= self._sound_quiet:
+            self._sound = False
+            return [UnsureSoundEnded(t=round(self._time(idx + 1), 6))]
         return []
 
     def _end_maybe(self, quiet_from: int) -> MaybeSpeechEnded:
