@@ -92,8 +92,9 @@ def loudest_stretch_db(over: np.ndarray, start: float, end: float) -> float:
 
 
 def quiet_turn_ends(room: Replayed, quiet_db: float | None) -> af.TurnEnds:
-    """`audio_fixtures.turn_ends`, except that an unclear turn is ended on silence when its
-    counted silence stayed at the room's level (`quiet_db`; None: never, the rule as it is)."""
+    """`audio_fixtures.turn_ends` as it was when this was measured (before the engine waited
+    for an unsure sound to be over), except that an unclear turn is ended on silence when its
+    counted silence stayed at the room's level (`quiet_db`; None: never, the rule as it was)."""
     out, starts = af.TurnEnds(), sorted(turn_starts(room.scene))
     pending = counted_from = None
     held = left = unclear = False

@@ -33,6 +33,10 @@ The end rule, because being cut off is the worst thing the box can do to a perso
   and `MaybeSpeechEnded` dated at the first of a hangover of frames without one. Most often
   the same speaker going on under the noise: the engine holds her turn open meanwhile. Not a
   start of speech (no command is fed, a silent turn still passes).
+- A sound it is still hearing: the same unsure frames one by one, `UnsureSound` at the first
+  and `UnsureSoundEnded` after UNSURE_QUIET_S without one. A silence that comes due meanwhile
+  waits for the end (the engine, UNSURE_WAIT_MAX_S at most): a speaker picking up after a
+  thinking pause is heard first like that.
 - The noise floor learns only from frames the detector is sure are not speech, so a quiet
   speaker who talks on without a dip is never taken for the room's noise.
 
