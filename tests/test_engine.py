@@ -350,6 +350,16 @@ def test_a_turn_nobody_spoke_in_does_not_pass_in_the_middle_of_a_sound():
     assert h.logs("turn_ended") == []
 
 
+def test_the_wrap_up_is_not_spoken_into_a_sound_the_box_is_still_hearing():
+    h = Harness(listening=True).first_turn()
+    h.speech(4, 150)  # past max, still speaking; the wrap-up waits for a 1 s pause
+    h.unsure_sound(150.9)
+    h.at(151.3)
+    assert "msg:wrap_up" not in h.played()
+    h._feed(eng.UnsureSoundEnded(151.4), 151.4)
+    assert h.engine.playing == "msg:wrap_up"
+
+
 def test_a_half_heard_voice_waits_the_wrap_up_too():
     h = Harness(listening=True)
     h.press("goto:share")
