@@ -21,6 +21,7 @@ from device.listening.events import (  # `t`: when it really happened, on our cl
     UNSURE_WAIT_MAX_S,
     MaybeSpeech,
     MaybeSpeechEnded,
+    RoomNoiseChanged,
     SpeechEnded,
     SpeechStarted,
     UnsureSound,
@@ -271,6 +272,7 @@ class Engine:
         self.volume_cap = volume_cap
         self.volume_step = volume_step
         self.listening = listening
+        self._room_too_noisy = False  # the listener says so (RoomNoiseChanged): no pass by itself
         self.state = State.IDLE
         self.step_index = -1
         self.session_start: float | None = None
@@ -306,6 +308,7 @@ class Engine:
             MaybeSpeechEnded: self._handle_maybe_speech_ended,
             UnsureSound: self._handle_unsure_sound,
             UnsureSoundEnded: self._handle_unsure_sound_ended,
+            RoomNoiseChanged: self._handle_room_noise_changed,
             Announce: self._handle_announce,
             ListeningChanged: self._handle_listening_changed,
         }
@@ -392,7 +395,8 @@ class Engine:
         if state == State.IN_ROUND and self._turn is not None and isinstance(step, RoundStep):
             limit = REHEARSAL_TURN_S if self._round_phase == RoundPhase.SIMULATED else step.turns.max_s
             return {"kind": "turn", "turn": self._turn.n, "warn_s": step.turns.warn_s, "paused": paused,
-                    "left_to_facilitator": self.listening and self._turn.voices.unclear,
+                    "left_to_facilitator": self._left_to_facilitator(self._turn),
+                    "room_too_noisy": self._room_too_noisy,
                     **_clock(active - self._turn.start, limit)}
         if state == State.TIMER and self._timer_start is not None and isinstance(step, TimerStep):
             return {"kind": "timer", "paused": paused,
@@ -513,6 +517,13 @@ class Engine:
             turn.when_quiet = None
             self._clear_deadlines(name)
             act()
+
+    def _handle_room_noise_changed(self, event: RoomNoiseChanged) -> None:
+        self._room_too_noisy = event.too_noisy
+        turn = self._turn
+        if self.state == State.IN_ROUND and turn is not None and self._round_phase == RoundPhase.TURN:
+            self._arm_turn()
+            self._led()
 
     def _once_quiet(self, name: str, act: Callable[[], None]) -> Callable[[], None]:
         """`act` for the silence deadline `name`: at once, unless the listener is hearing a
@@ -1075,8 +1086,16 @@ class Engine:
 
     def _hears(self, turn: _Turn) -> bool:
         """The box may take a silence in this turn for its end, and speak into a pause: it
-        listens, and heard the voice clearly (`_Voices`). Else the facilitator ends the turn."""
-        return self.listening and not turn.voices.unclear
+        listens, and heard the voice clearly (`_Voices`); or, nobody heard yet, the room is not
+        too noisy for it to tell a silent turn from a voice under the noise
+        (`RoomNoiseChanged`). Else the facilitator ends the turn."""
+        if not self.listening or turn.voices.unclear:
+            return False
+        return turn.speech_seen or not self._room_too_noisy
+
+    def _left_to_facilitator(self, turn: _Turn) -> bool:
+        """The box listens but waits for NEXT to end this turn (`_hears`)."""
+        return self.listening and not self._hears(turn)
 
     def _turn_warn(self) -> None:
         turn = self._turn
@@ -1138,7 +1157,7 @@ class Engine:
         # paced by listening and those whose voice it did not hear clearly (counts only)
         self._log("turn_ended", n=turn.n, reason=reason,
                   duration_s=round(self._active - turn.start, 1), listened=self.listening,
-                  left_to_facilitator=self.listening and turn.voices.unclear)
+                  left_to_facilitator=self._left_to_facilitator(turn))
 
     def _end_turn(self, reason: str) -> None:
         step: RoundStep = self.step

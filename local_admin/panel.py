@@ -127,11 +127,21 @@ def countdown_view(countdown: dict | None) -> dict | None:
         "rest": _("time is up") if over else _("left of %(limit)s", limit=_minutes_seconds(limit)),
         "pct": (round(100 * min(1.0, max(0.0, 1 - remaining / limit))) if limit > 0 else 100),
         "over": over,
-        # the box did not hear this voice clearly: it leaves the turn's end to the facilitator
-        "note": (_("The box did not hear this voice clearly, so it will not end this turn by "
-                   "itself: press NEXT when the person has finished.")
-                 if kind == "turn" and countdown.get("left_to_facilitator") else ""),
+        # the box did not hear this voice clearly, or the room is too noisy to tell a silent
+        # turn from a voice under the noise: it leaves the turn's end to the facilitator
+        "note": _left_to_facilitator_note(countdown) if kind == "turn" else "",
     }
+
+
+def _left_to_facilitator_note(countdown: dict) -> str:
+    if not countdown.get("left_to_facilitator"):
+        return ""
+    if countdown.get("room_too_noisy"):
+        return _("The room is too noisy for the box to tell whether someone is speaking softly, "
+                 "so it will not end this turn by itself: press NEXT when the person has "
+                 "finished or passes.")
+    return _("The box did not hear this voice clearly, so it will not end this turn by itself: "
+             "press NEXT when the person has finished.")
 
 
 def clock_view(clock: dict | None) -> dict | None:

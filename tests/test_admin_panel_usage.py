@@ -142,6 +142,12 @@ def test_the_countdown_of_a_turn_is_on_the_panel(panel):
                             "by itself: press NEXT when the person has finished.")
     html = client.get("/panel/").get_data(as_text=True)
     assert 'id="countdown-note" hidden' not in html and left["note"] in html
+    # a room too noisy to tell a silent turn from a soft voice: the same, and why
+    box.countdown = {**box.countdown, "left_to_facilitator": True, "room_too_noisy": True}
+    noisy = client.get("/panel/status.json").get_json()["countdown"]
+    assert noisy["note"] == ("The room is too noisy for the box to tell whether someone is "
+                             "speaking softly, so it will not end this turn by itself: press NEXT "
+                             "when the person has finished or passes.")
     box.countdown = {"kind": "timer", "turn": None, "elapsed_s": 310.0, "limit_s": 300.0,
                      "remaining_s": -10.0}
     over = client.get("/panel/status.json").get_json()["countdown"]

@@ -350,6 +350,35 @@ def test_a_turn_nobody_spoke_in_does_not_pass_in_the_middle_of_a_sound():
     assert h.logs("turn_ended") == []
 
 
+def test_in_a_room_too_noisy_to_be_sure_a_silent_turn_is_not_passed_by_the_box():
+    # issue 13: at -28 dBFS the box "passed" two turns whose speakers it never heard, while
+    # they spoke under the noise: there, a silent turn is the facilitator's to end
+    h = Harness(listening=True).first_turn()
+    h._feed(eng.RoomNoiseChanged(3.5, too_noisy=True), 3.5)
+    h.at(40)  # pass_on_silence_s is 10
+    assert h.logs("turn_ended") == [] and h.engine.led == "waiting"
+    clock = h.engine.countdown(40)
+    assert clock["left_to_facilitator"] and clock["room_too_noisy"]
+    h.press("next")
+    [ended] = h.logs("turn_ended")
+    assert ended["reason"] == "button" and ended["left_to_facilitator"]
+
+
+def test_a_clear_voice_in_a_too_noisy_room_is_still_paced_and_a_quieter_room_passes_again():
+    h = Harness(listening=True).first_turn()
+    h._feed(eng.RoomNoiseChanged(3.5, too_noisy=True), 3.5)
+    h.speech(4, 10)  # heard clearly: the box ends her turn on silence, as before
+    h.at(13.1)
+    assert h.logs("turn_ended")[0]["reason"] == "silence"
+    h.finish_audio()  # the bell: turn 2 begins at 13.1
+    h.at(20)
+    h._feed(eng.RoomNoiseChanged(20, too_noisy=False), 20)  # the generator stops
+    h.at(23.0)
+    assert len(h.logs("turn_ended")) == 1
+    h.at(23.2)  # 10 s of silence since turn 2 began: a pass, as in a quiet room
+    assert [e["reason"] for e in h.logs("turn_ended")] == ["silence", "pass"]
+
+
 def test_the_wrap_up_is_not_spoken_into_a_sound_the_box_is_still_hearing():
     h = Harness(listening=True).first_turn()
     h.speech(4, 150)  # past max, still speaking; the wrap-up waits for a 1 s pause
@@ -811,7 +840,7 @@ def test_countdown_of_a_turn_counts_active_time_only():
     h.at(3).finish_audio()  # turn 1 from t=3; max_s 90, warn_s 60
     assert h.engine.countdown(23) == {"kind": "turn", "turn": 1, "elapsed_s": 20.0, "limit_s": 90.0,
                                       "remaining_s": 70.0, "warn_s": 60.0, "paused": False,
-                                      "left_to_facilitator": False}
+                                      "left_to_facilitator": False, "room_too_noisy": False}
     h.at(23).press("pause")
     assert h.engine.countdown(500)["elapsed_s"] == 20.0 and h.engine.countdown(500)["paused"]
     h.at(600).press("pause")

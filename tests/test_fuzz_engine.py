@@ -28,6 +28,7 @@ events = st.one_of(
     st.booleans().map(lambda on: ("listening", on)),
     st.booleans().map(lambda on: ("unsure", on)),  # a sound the listener cannot yet tell from a voice
     st.booleans().map(lambda on: ("maybe", on)),
+    st.booleans().map(lambda on: ("too_noisy", on)),
 )
 
 
@@ -64,6 +65,8 @@ def run(sequence, listening: bool) -> list[tuple[str, dict]]:
             feed(eng.UnsureSound(t) if value else eng.UnsureSoundEnded(t))
         elif kind == "maybe":
             feed(eng.MaybeSpeech(t) if value else eng.MaybeSpeechEnded(t))
+        elif kind == "too_noisy":
+            feed(eng.RoomNoiseChanged(t, too_noisy=value))
         elif kind == "look":  # a test's own check at this point: value(engine, log so far)
             value(engine, log)
     return log

@@ -13,6 +13,7 @@ from device.listening import (
     Listener,
     MaybeSpeech,
     MaybeSpeechEnded,
+    RoomNoiseChanged,
     SpeechEnded,
     SpeechStarted,
     UnsureSound,
@@ -110,6 +111,15 @@ def test_margin_grows_with_the_noise_and_the_box_says_when_it_is_too_noisy():
     assert [r.status()["room_noise"] for r in (quiet, loud, too_loud)] == [
         "quiet", "loud", "too_noisy"]
     assert _end_in_room(-46.0)[0].room_noise == RoomNoise.QUIET
+
+
+def test_the_engine_is_told_when_the_room_becomes_too_noisy_and_quiet_again():
+    # a fan at -25 dBFS switched on for 10 s, then off: one event each way, not one a frame
+    levels = [-50.0] * 100 + [-25.0] * 333 + [-50.0] * 333
+    _, events = run([0.0] * len(levels), levels)
+    changes = [(i, e.too_noisy) for i, e in events if isinstance(e, RoomNoiseChanged)]
+    assert [on for _, on in changes] == [True, False]
+    assert 100 < changes[0][0] < 433 < changes[1][0]  # once the floor has learnt each
 
 
 def test_a_quiet_speaker_who_never_pauses_does_not_become_the_room():

@@ -75,6 +75,22 @@ def test_a_speaker_picking_up_as_her_silence_comes_due_is_not_cut_off(request, b
     assert s.found + s.left == s.turns == 7
 
 
+# Rooms too noisy to be sure (-28 dBFS) where the box once "passed" a turn whose speaker it
+# never heard as speech, while she spoke: there, a silent turn is left to the facilitator.
+SILENT_TURN_ROOMS = (
+    rs.RoomSpec(seed=167, noise_db=-28.0, extras=("knocks", "prompts")),
+    rs.RoomSpec(seed=168, noise_db=-28.0, extras=("hum", "babble")),
+)
+
+
+@pytest.mark.parametrize("spec", SILENT_TURN_ROOMS, ids=lambda s: s.name)
+def test_in_a_room_too_noisy_to_be_sure_no_one_is_passed_while_speaking(request, box, spec):
+    run = box.run(spec, maker_for(request.config))
+    s = score(run.ends, run.scene)
+    assert s.false_ends == 0
+    assert s.found + s.left == s.turns == 7
+
+
 TOO_NOISY_ROOM = rs.RoomSpec(seed=160, noise_db=-28.0, extras=("knocks", "prompts"))
 
 

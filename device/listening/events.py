@@ -157,6 +157,17 @@ class UnsureSoundEnded:
     t: float
 
 
+@dataclass(frozen=True)
+class RoomNoiseChanged:
+    """The room's steady noise crossed `too_noisy_db`, either way (`too_noisy` says which).
+    Above it a soft voice can go wholly unheard, so a turn nobody was heard in is not passed
+    by the box but left to the facilitator (issue 13: at -28 dBFS the box "passed" two turns
+    whose speakers it never heard, while they spoke)."""
+
+    t: float
+    too_noisy: bool
+
+
 # How long the listener must hear only sure silence before an unsure sound is over, and how
 # much longer than its silence the engine waits for that at most (issue 13: two of the three
 # cut-ins left in rooms of real people were a speaker picking up after a thinking pause whom
@@ -176,7 +187,7 @@ class CommandHeard:
 
 
 ListenEvent = (SpeechStarted | SpeechEnded | MaybeSpeech | MaybeSpeechEnded | UnsureSound
-               | UnsureSoundEnded | CommandHeard)
+               | UnsureSoundEnded | RoomNoiseChanged | CommandHeard)
 
 
 class MicError(RuntimeError):

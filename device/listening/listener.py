@@ -70,6 +70,7 @@ from device.listening.events import (
     ListenEvent,
     MaybeSpeech,
     MaybeSpeechEnded,
+    RoomNoiseChanged,
     SpeechEnded,
     SpeechStarted,
     UnsureSound,
@@ -307,6 +308,7 @@ class Listener:
         self._recent: deque[bool] = deque(maxlen=max(1, _frames(BREAK_WINDOW_S)))
         self._break_frames = max(1, _frames(BREAK_S))
         self._level = _SILENT_DB
+        self._too_noisy = False  # as last told (RoomNoiseChanged)
         self._prob = 0.0
         self._muted = False
         self._was_muted = False
@@ -455,6 +457,9 @@ class Listener:
         sure_silence = detector_sure and level < floor + LOUD_OVER_FLOOR_DB
         enters = p >= self._enter_p and level >= max(floor + self._margin_db, self._min_db)
         self._floor.update(level, speechy=not detector_sure)
+        if self.too_noisy != self._too_noisy:
+            self._too_noisy = self.too_noisy
+            events.append(RoomNoiseChanged(t=round(self._time(idx), 6), too_noisy=self._too_noisy))
         if self._preroll.maxlen:
             self._preroll.append(frame)
 
