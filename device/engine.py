@@ -482,11 +482,12 @@ class Engine:
     def _handle_maybe_speech(self, _event: MaybeSpeech) -> None:
         # A speaker may be going on softly, under the room's noise: whatever waits for silence
         # waits (issue 13: the only cut-ins left were soft words the detector half heard). It
-        # is not speech: a turn nobody was heard in still passes on its own clock.
+        # is not speech, but a turn nobody was heard in passes only after `pass_on_silence_s`
+        # without a half-heard voice either: someone heard only as "maybe" is not passed.
         self._clear_deadlines("advance_silence")
         turn = self._turn
         if (self.state != State.IN_ROUND or turn is None or self._round_phase != RoundPhase.TURN
-                or not turn.speech_seen or turn.in_speech):
+                or turn.in_speech):
             return
         turn.maybe_speech = True
         turn.when_quiet = None
@@ -1072,7 +1073,10 @@ class Engine:
         if not self._hears(turn):
             return
         if not turn.speech_seen:
-            self._set_deadline("turn_silence", max(0.0, turn.start + t.pass_on_silence_s - self._active),
+            if turn.maybe_speech:  # a voice half heard: no pass while it lasts
+                return
+            quiet_since = turn.last_speech_end if turn.last_speech_end is not None else turn.start
+            self._set_deadline("turn_silence", max(0.0, quiet_since + t.pass_on_silence_s - self._active),
                                self._once_quiet("turn_silence", lambda: self._end_turn("pass")))
         elif not turn.in_speech and not turn.maybe_speech and turn.last_speech_end is not None:
             quiet_for = self._active - turn.last_speech_end

@@ -32,7 +32,8 @@ The end rule, because being cut off is the worst thing the box can do to a perso
   "not sure" frames (each MAYBE_OVER_FLOOR_DB over the floor) come within MAYBE_WINDOW_S,
   and `MaybeSpeechEnded` dated at the first of a hangover of frames without one. Most often
   the same speaker going on under the noise: the engine holds her turn open meanwhile. Not a
-  start of speech (no command is fed, a silent turn still passes).
+  start of speech (no command is fed), but a turn nobody was heard in does not pass
+  while it lasts.
 - A sound it is still hearing: the same unsure frames one by one, `UnsureSound` at the first
   and `UnsureSoundEnded` after UNSURE_QUIET_S without one. A silence that comes due meanwhile
   waits for the end (the engine, UNSURE_WAIT_MAX_S at most): a speaker picking up after a
