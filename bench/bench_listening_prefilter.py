@@ -83,8 +83,8 @@ CUTINS = ((-40.0, 5), (-37.0, 6), (-34.0, 5), (-34.0, 9), (-31.0, 8))  # seeds 1
 def answers_with(variant: str, spec: rs.RoomSpec, frames: list[tuple[bytes, bool]]) -> np.ndarray:
     """Silero's answers on this room through `variant`'s filter (the raw answers for the
     baseline), cached like the replay bench's."""
-    if variant == BASELINE:
-        return answers_for(spec, frames)
+    if variant == BASELINE:  # plain Silero, as the box was before noise suppression
+        return answers_for(spec, frames, OUT / "listening-replay", SileroDetector)
     return answers_for(spec, frames, OUT / "listening-prefilter" / variant,
                        lambda: FilteredDetector(SileroDetector(), VARIANTS[variant]()))
 

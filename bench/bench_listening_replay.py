@@ -17,7 +17,9 @@ beyond `end_on_silence_s`, turns left to the facilitator (the box waited for her
 voice it did not hear clearly), and the closest call: the smallest time by which a speaker who
 picked up after a pause inside a turn beat the box's end decision (negative: a false end).
 `--against`: also every end of speech dated differently from the saved run. The detector's
-answers are cached in bench/out/listening-replay.
+answers are the box's detector's (Silero behind `listening.noise_suppression`), cached in
+bench/out/listening-replay-ns1 (the default level 1; bench/out/listening-replay: plain Silero,
+the figures before noise suppression).
 """
 
 from __future__ import annotations
@@ -48,11 +50,25 @@ from bench.bench_listening_sweep import (  # noqa: E402
     turn_starts,
 )
 from device.listening import Listener, SpeechEnded, SpeechStarted, listening_settings  # noqa: E402
-from device.listening.detectors import SileroDetector  # noqa: E402
+from device.listening.detectors import build_detector  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 END_ON_SILENCE_S = 3.0
 CYCLE = (("hum", "knocks", "babble", "prompts"), ("knocks", "prompts"), ("hum", "babble"))
+
+
+def box_detector() -> Any:
+    """The detector the box builds from its default settings (Silero behind noise suppression)."""
+    settings = listening_settings({})
+    return build_detector(settings.detector, settings.vad_aggressiveness,
+                          settings.noise_suppression)
+
+
+def box_cache() -> Path:
+    """Where the box detector's answers are cached: one folder per noise suppression level, so
+    a change of the default never replays another detector's answers."""
+    level = listening_settings({}).noise_suppression
+    return OUT / ("listening-replay" if level == 0 else f"listening-replay-ns{level}")
 
 
 def add_room_arguments(parser: argparse.ArgumentParser,
@@ -83,11 +99,11 @@ def spec_for(level: float, k: int, voice_db: tuple[float, float],
 
 
 class RecordingDetector:
-    """Silero (or `detector`, e.g. Silero behind a filter), keeping every answer in the order
-    the listener asked."""
+    """The box's detector (or `detector`, e.g. plain Silero or Silero behind a filter), keeping
+    every answer in the order the listener asked."""
 
     def __init__(self, detector: Any = None) -> None:
-        self._det = detector if detector is not None else SileroDetector()
+        self._det = detector if detector is not None else box_detector()
         self.answers: list[float] = []
 
     def probability(self, frame: bytes) -> float:
@@ -114,14 +130,17 @@ class ReplayDetector:
 
 
 def answers_for(spec: rs.RoomSpec, frames: list[tuple[bytes, bool]],
-                cache: Path = OUT / "listening-replay",
+                cache: Path | None = None,
                 make_detector: Callable[[], Any] | None = None) -> np.ndarray:
-    """Silero's answers on this room (or `make_detector()`'s, cached in its own `cache`),
-    cached by the room's samples: a room changes when its recordings or the box's prompts do."""
+    """The box detector's answers on this room (cached in `box_cache()`), or `make_detector()`'s
+    (cached in its own `cache`), keyed by the room's samples: a room changes when its
+    recordings or the box's prompts do."""
     import hashlib
 
     lo, hi = spec.voice_db
     audio = hashlib.sha256(b"".join(f for f, _ in frames)).hexdigest()[:12]
+    if cache is None:
+        cache = box_cache()
     path = cache / f"{spec.seed}_{spec.noise_db:g}_{lo:g}_{hi:g}_{audio}.npy"
     if path.exists():
         return np.load(path)

@@ -318,7 +318,10 @@ def render(rooms: list, per_level: dict, rss: dict[str, float], rooms_per_level:
         "-34 to -24 dBFS (a quarter of the utterances 3-6 dB softer), thinking pauses up to 2.4 s (80 % of "
         "`end_on_silence_s` = 3 s) inside turns, reverb; steady noise at the level below plus, "
         "by room, hum, knocks, babble from a next room and the box's own prompts. Circlebox: "
-        f"detector {S.detector}, enter p >= {S.speech_enter_prob:g}, leave p < "
+        f"detector {S.detector}"
+        + (f" behind WebRTC noise suppression (level {S.noise_suppression})"
+           if S.noise_suppression else "")
+        + f", enter p >= {S.speech_enter_prob:g}, leave p < "
         f"{S.speech_exit_prob:g}, margin up to {S.end_margin_s:g} s at {S.too_noisy_db:g} dBFS, "
         f"{S.too_noisy_margin_s:g} s above it (too noisy), {S.soft_margin_s:g} s more after an "
         f"utterance at most {SOFT_SNR_DB:g} dB over the room's noise (soft voices).", "",

@@ -254,6 +254,8 @@ def alsa_device_problem(value: Any) -> str | None:
 
 # The speech detectors `listening.detector` names (device/listening/detectors.py builds them).
 DETECTORS = ("silero", "webrtc")
+# WebRTC noise suppression in front of the detector: 1 low .. 4 very high (0 in the settings: off).
+NOISE_SUPPRESSION_LEVELS = (1, 2, 3, 4)
 # Listening settings only the webrtc detector uses: webrtcvad's mode, and the level gate for a
 # detector that takes a fan for a voice. Silero tells voices from noise itself, and the gate
 # would swallow a quiet speaker in a loud room (device/listening/listener.py).
@@ -280,6 +282,7 @@ class ListeningSection(FrozenSection):
     self_mute_tail_s: between(0.0, 5.0)  # deaf this long after the box stops playing (echo)
     preroll_s: between(0.0, 1.0)  # audio kept before a speech start, for commands only
     detector: str  # silero (robust in noise) or webrtc (cheaper, fooled by fans and babble)
+    noise_suppression: int  # WebRTC noise suppression before the detector: 0 off, 1 low .. 4 very high
     speech_enter_prob: between(0.05, 0.99)  # detector probability that enters speech
     speech_exit_prob: between(0.01, 0.95)  # below this a frame is surely not speech
     end_margin_s: between(0.0, 3.0)  # extra wait at the loudest room paced well; grows with noise
@@ -301,6 +304,13 @@ class ListeningSection(FrozenSection):
     def _vad_mode(cls, value: Any) -> Any:
         if isinstance(value, bool) or value not in (0, 1, 2, 3):
             raise ValueError(f"must be 0, 1, 2 or 3, not {value!r}")
+        return int(value)
+
+    @field_validator("noise_suppression", mode="before")
+    @classmethod
+    def _suppression_level(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value not in (0, *NOISE_SUPPRESSION_LEVELS):
+            raise ValueError(f"must be 0 (off), 1, 2, 3 or 4, not {value!r}")
         return int(value)
 
     @field_validator("detector", mode="before")

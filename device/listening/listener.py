@@ -231,7 +231,8 @@ def _as_detector(vad: Any, settings: ListeningSettings) -> SpeechDetector:
     """The detector to use: `vad` given by a test or bench (a SpeechDetector, or anything with
     webrtcvad's is_speech), else the one `listening.detector` names."""
     if vad is None:
-        return build_detector(settings.detector, settings.vad_aggressiveness)
+        return build_detector(settings.detector, settings.vad_aggressiveness,
+                              settings.noise_suppression)
     if hasattr(vad, "probability"):
         return vad
     return WebrtcDetector(vad=vad)
